@@ -1,0 +1,53 @@
+"""Device selection, mixed precision and seeding, shared by feature extraction, training and inference."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+
+import numpy as np
+import torch
+
+from .errors import ConfigError
+
+__all__ = ["select_device", "autocast", "seed_everything"]
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``"auto"`` picks CUDA when present, else CPU; anything else is checked to exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError("train.device", f"not a device: {name!r}; allowed: 'auto', 'cpu', 'cuda', 'cuda:N'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device", f"{name!r} asked for, but CUDA is not available on this machine")
+    return device
+
+
+def autocast(device: torch.device, mode: str = "auto"):
+    """Autocast context: bf16 (or fp16) on CUDA for ``"auto"``, nothing on CPU unless ``mode`` asks for bf16."""
+    if mode == "off":
+        return contextlib.nullcontext()
+    if device.type == "cuda":
+        if mode in ("auto", "bf16"):
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        else:
+            dtype = torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    if mode == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def seed_everything(seed: int, *, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch (all devices); optionally ask torch for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
