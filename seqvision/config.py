@@ -246,7 +246,19 @@ def _from_dict(cls, data, prefix: str, source: str | None):
 
 
 def config_from_dict(data: dict, *, source: str | None = None) -> Config:
-    """Build a validated :class:`Config` from a nested dict (missing keys take their defaults)."""
+    """Build a validated :class:`Config` from a nested dict (missing keys take their defaults).
+
+    A ``model.preset`` name fills the model section from the preset first; keys the user set win.
+    """
+    model = data.get("model") if isinstance(data, dict) else None
+    if isinstance(model, dict) and model.get("preset"):
+        from .models import get_preset  # presets live with the models; imported only when one is named
+
+        try:
+            fields = get_preset(model["preset"]).fields
+        except ConfigError as exc:
+            raise ConfigError(exc.key, exc.reason, source=source) from None
+        data = {**data, "model": {**fields, **model}}
     cfg = _from_dict(Config, data, "", source)
     validate(cfg, source=source)
     return cfg
