@@ -1,1 +1,21 @@
-"""seqvision.io"""
+"""Frame-exact video decoding and frame sampling.
+
+``VideoReader`` returns the i-th frame in presentation order for index i, with the PyAV (default) or decord
+backend; ``sample_indices`` chooses which frames a clip uses. Imports nothing from seqvision except errors.
+"""
+
+from seqvision.errors import VideoDecodeError
+from seqvision.io._reader import DEFAULT_MAX_BYTES, VideoReader
+from seqvision.io._samplers import SAMPLERS, sample_indices
+from seqvision.io._types import FrameBatch, SampledIndices, VideoMetadata
+
+__all__ = [
+    "VideoReader",
+    "VideoDecodeError",
+    "VideoMetadata",
+    "FrameBatch",
+    "SampledIndices",
+    "sample_indices",
+    "SAMPLERS",
+    "DEFAULT_MAX_BYTES",
+]

@@ -1,0 +1,107 @@
+"""decord backend, made frame-exact by checking decord's own frame map against our packet index.
+
+decord numbers frames in its own way and seeks by its keyframe list; on files where that disagrees with the
+presentation order (MPEG-4 part 2 in AVI with B-frames, HEVC in Matroska, ...) its random access returns the
+wrong frames. On open we compare decord's frame count, keyframe positions and frame timestamps with our
+:class:`FrameIndex`; when they all agree, decord is used with ``get_batch`` in sorted order (which we verified
+to be exact), otherwise the reader falls back to the PyAV backend with a warning.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from seqvision.errors import VideoDecodeError
+from seqvision.io._pyav_backend import FrameIndex
+
+__all__ = ["DecordDecoder", "decord_available"]
+
+
+def decord_available() -> bool:
+    try:
+        import decord  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+class DecordMismatch(Exception):
+    """decord's frame map disagrees with the packet index: its random access would not be exact."""
+
+
+class DecordDecoder:
+    """Decodes wanted positions with ``decord.VideoReader.get_batch`` (sorted, unique)."""
+
+    def __init__(self, path: str, index: FrameIndex, *, size: tuple[int, int] | None, num_threads: int = 0):
+        import decord
+
+        self.path = path
+        if index.sequential:
+            raise DecordMismatch("the container has no usable timestamps")
+        if index.dropped_packets or index.demux_error:
+            raise DecordMismatch("the file is cut off or has unreadable packets")
+        self._resize_here = None  # (H, W) when decord's own resize is broken for this size
+        try:
+            self._vr = self._open(path, size, num_threads)
+            if size is not None:
+                # decord's scaler returns 4-channel rows or fails in get_batch for some widths (e.g. 48):
+                # probe once, and resize in swscale ourselves when it misbehaves.
+                try:
+                    probe_ok = tuple(self._vr.get_batch([0]).shape) == (1, size[0], size[1], 3)
+                except Exception:
+                    probe_ok = False
+                if not probe_ok:
+                    self._vr = self._open(path, None, num_threads)
+                    self._resize_here = size
+                    from av.video.reformatter import VideoReformatter
+
+                    self._reformatter = VideoReformatter()
+        except Exception as exc:  # decord raises DECORDError / RuntimeError with FFmpeg text
+            raise DecordMismatch(f"decord cannot open it ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+        try:
+            self._check(index)
+        except DecordMismatch:
+            self.close()
+            raise
+
+    @staticmethod
+    def _open(path, size, num_threads):
+        import decord
+
+        height, width = size if size is not None else (-1, -1)
+        return decord.VideoReader(path, ctx=decord.cpu(0), width=width, height=height, num_threads=int(num_threads))
+
+    def _check(self, index: FrameIndex) -> None:
+        vr = self._vr
+        n = len(vr)
+        if n != index.num_frames:
+            raise DecordMismatch(f"decord counts {n} frames, the packet index {index.num_frames}")
+        keys = [int(k) for k in vr.get_key_indices()]
+        if keys != [k for k in index.key_positions]:
+            raise DecordMismatch("decord's keyframe positions differ from the presentation-order index")
+        stamps = np.asarray(vr.get_frame_timestamp(range(n)))[:, 0].astype(np.float64)  # (N,) start times
+        ours = np.array([index.pts_seconds(i) for i in range(n)], dtype=np.float64)
+        tolerance = 0.25 / index.fps if index.fps > 0 else 1e-3
+        if not np.all(np.abs(stamps - ours) <= tolerance):
+            raise DecordMismatch("decord's frame timestamps differ from the presentation-order index")
+
+    def decode(self, positions: list[int], *, size: tuple[int, int] | None, out: np.ndarray) -> None:
+        """Decode the sorted unique ``positions`` into ``out`` (``(len(positions), H, W, 3)`` uint8)."""
+        try:
+            batch = self._vr.get_batch(list(positions)).asnumpy()  # (T, H, W, 3)
+        except Exception as exc:
+            raise VideoDecodeError(self.path, f"decord failed to decode frames {positions[:8]}"
+                                              f"{'...' if len(positions) > 8 else ''} "
+                                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+        if self._resize_here is None:
+            out[...] = batch
+            return
+        import av
+
+        height, width = self._resize_here
+        for j in range(batch.shape[0]):
+            frame = av.VideoFrame.from_ndarray(batch[j], format="rgb24")
+            out[j] = self._reformatter.reformat(frame, width=width, height=height, format="rgb24", threads=1).to_ndarray()
+
+    def close(self) -> None:
+        self._vr = None

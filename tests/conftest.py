@@ -1,0 +1,26 @@
+"""Shared fixtures. Test videos are made by tests/assets.py (real codecs via PyAV); the synthetic dataset by
+seqvision's own generator, once per session."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import assets`
+
+# Tests run on CPU and must not compete with each other for the machine's 2 cores inside one process.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory) -> Path:
+    """A small synthetic dataset (36 videos, 32x32): returns the folder that holds manifest.jsonl."""
+    from seqvision.data import make_synthetic_dataset
+
+    out = tmp_path_factory.mktemp("synthetic")
+    make_synthetic_dataset(out, num_videos=36, seed=0, size=32, min_frames=12, max_frames=20, progress=False)
+    return out
