@@ -1,0 +1,385 @@
+"""Sequence-length benchmark: how the RNN encoders (and a Transformer) scale with the number of frames T.
+
+    python benchmarks/seq_len.py [--quick] [--out bench_out/seq_len] [--batch 8] [--width 64] [--hidden 64]
+                                 [--reps 3] [--threads 1] [--device auto]
+    seqvision bench seq-len --quick
+
+Sections (all side by side in one process, interleaved where two things are compared, median of --reps):
+  scaling     forward+backward time (min of --reps) and memory vs T = 8, 16, ..., 4096 (--quick: to 512) for every cell
+              (rnn, lstm, gru) x layers (1-3; --quick: 1-2) x uni/bidirectional, and a Transformer encoder of
+              about the parameter count of the 1-layer LSTM. Growth exponent = log-log slope over the upper half of
+              the T values. Crossover = the smallest T from which the Transformer stays slower than the RNN.
+  overhead    seqvision SequenceEncoder vs a bare torch.nn.LSTM/GRU of the same shape (goal <= 1.05).
+  packing     bidirectional with variable lengths: ours (padded + per-sequence reverse, exact) vs
+              pack_padded_sequence through nn.LSTM(bidirectional=True) (exact) vs bare padded (NOT exact).
+  decoding    captioner greedy vs beam-5 time vs number of frames and vs caption length; clips/s ratio.
+
+Memory: on CUDA, torch.cuda.max_memory_allocated over the step minus what was allocated before. On CPU there is
+no allocator peak counter, so we report the bytes of the tensors autograd saves for backward (unique storages,
+parameters excluded, via torch.autograd.graph.saved_tensors_hooks): the activation memory that grows with T.
+CPU timings use --threads intra-op threads (default 1: stable on a shared machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from seqvision.config import ModelConfig  # noqa: E402
+from seqvision.data.vocab import Vocabulary  # noqa: E402
+from seqvision.models import SequenceEncoder, build_model  # noqa: E402
+from seqvision.models._encoder import make_rnn  # noqa: E402
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# measuring
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _step(model: nn.Module, run) -> None:
+    model.zero_grad(set_to_none=True)
+    out = run()
+    out.float().sum().backward()
+
+
+def _time_once(model, run, device) -> float:
+    _sync(device)
+    t0 = time.perf_counter()
+    _step(model, run)
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def interleaved(cases: dict[str, tuple[nn.Module, callable]], device, reps: int, *,
+                stat=statistics.median) -> dict[str, float]:
+    """Median (or ``stat``) seconds of forward+backward per case, run interleaved (rotating order) after a warm-up."""
+    for model, run in cases.values():
+        _step(model, run)
+    times = {name: [] for name in cases}
+    names = list(cases)
+    for r in range(reps):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            times[name].append(_time_once(*cases[name], device))
+    return {name: stat(v) for name, v in times.items()}
+
+
+def memory_bytes(model: nn.Module, run, device) -> int:
+    """Peak extra CUDA memory of one step, or (CPU) bytes saved for backward."""
+    if device.type == "cuda":
+        model.zero_grad(set_to_none=True)
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        _step(model, run)
+        torch.cuda.synchronize(device)
+        return int(torch.cuda.max_memory_allocated(device) - base)
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        st = t.untyped_storage()
+        if st.data_ptr() not in params:
+            seen[st.data_ptr()] = max(seen.get(st.data_ptr(), 0), st.nbytes())
+        return t
+
+    model.zero_grad(set_to_none=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = run()
+    out.float().sum().backward()
+    return sum(seen.values())
+
+
+def slope(xs: list[float], ys: list[float]) -> float | None:
+    """Least-squares slope of log y on log x over the upper half of the points."""
+    pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys) if y and y > 0]
+    pts = pts[len(pts) // 2:] if len(pts) >= 4 else pts
+    if len(pts) < 2:
+        return None
+    mx = sum(p[0] for p in pts) / len(pts)
+    my = sum(p[1] for p in pts) / len(pts)
+    den = sum((p[0] - mx) ** 2 for p in pts)
+    return sum((p[0] - mx) * (p[1] - my) for p in pts) / den if den else None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# models under test
+
+
+class TransformerEncoder(nn.Module):
+    """A pre-norm Transformer encoder over (B, T, D) with learned positions, sized to a parameter budget."""
+
+    def __init__(self, width: int, d_model: int, *, params_target: int, max_len: int, nhead: int = 4):
+        super().__init__()
+        self.proj = nn.Linear(width, d_model) if width != d_model else nn.Identity()
+        base = 4 * d_model * d_model + 4 * d_model + 6 * d_model  # attention + norms + ff output bias
+        ff = max(d_model, round((params_target - base) / (2 * d_model + 1)))
+        self.pos = nn.Parameter(torch.zeros(1, max_len, d_model))
+        layer = nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward=ff, dropout=0.0, batch_first=True,
+                                           norm_first=True)
+        self.enc = nn.TransformerEncoder(layer, num_layers=1, enable_nested_tensor=False)
+
+    def forward(self, x):
+        h = self.proj(x) + self.pos[:, : x.shape[1]]  # (B, T, d)
+        return self.enc(h)
+
+
+def n_params(m: nn.Module, exclude: tuple[str, ...] = ()) -> int:
+    return sum(p.numel() for n, p in m.named_parameters() if not n.startswith(exclude))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# sections
+
+
+def section_scaling(args, device, Ts) -> dict:
+    B, D, H = args.batch, args.width, args.hidden
+    layers = [1, 2] if args.quick else [1, 2, 3]
+    configs = [(c, n, bi) for c in ("rnn", "lstm", "gru") for n in layers for bi in (False, True)]
+    ref_lstm = SequenceEncoder(D, cell="lstm", hidden=H)
+    target = n_params(ref_lstm)
+    results = {}
+    print(f"\n== scaling: forward+backward vs T (B={B}, D={D}, H={H}) ==")
+    print(f"{'model':<22}{'params':>8} " + "".join(f"{t:>9}" for t in Ts) + "   (ms)")
+    names = [f"{c}-L{n}-{'bi' if bi else 'uni'}" for c, n, bi in configs] + ["transformer"]
+    for name, cfg in zip(names, configs + [None]):
+        torch.manual_seed(0)
+        if cfg is None:
+            model = TransformerEncoder(D, H, params_target=target, max_len=max(Ts)).to(device)
+            count = n_params(model, ("pos",))
+        else:
+            c, n, bi = cfg
+            model = SequenceEncoder(D, cell=c, hidden=H, layers=n, bidirectional=bi).to(device)
+            count = n_params(model)
+        row = {"params": count, "T": [], "ms": [], "mem_bytes": []}
+        for T in Ts:
+            x = torch.randn(B, T, D, device=device)
+            lengths = torch.full((B,), T, dtype=torch.long)
+            run = (lambda x=x: model(x)) if cfg is None else (lambda x=x, lengths=lengths: model(x, lengths).outputs)
+            sec = interleaved({"m": (model, run)}, device, args.reps, stat=min)["m"]  # min: robust to a busy CPU
+            row["T"].append(T)
+            row["ms"].append(sec * 1e3)
+            row["mem_bytes"].append(memory_bytes(model, run, device))
+            if sec > args.max_seconds:  # the next T would take too long: stop this model here
+                break
+        row["time_exponent"] = slope(row["T"], row["ms"])
+        row["mem_exponent"] = slope(row["T"], row["mem_bytes"])
+        results[name] = row
+        print(f"{name:<22}{count:>8} " + "".join(f"{v:>9.2f}" for v in row["ms"]))
+    print(f"\n{'model':<22}{'time exp':>9}{'mem exp':>9}{'MB@maxT':>10}  transformer slower from T=")
+    tr = results["transformer"]
+    for name, row in results.items():
+        cross = None
+        if name != "transformer":
+            pairs = list(zip(row["T"], row["ms"], tr["ms"]))
+            for i, (T, _, _) in enumerate(pairs):
+                if all(t_ms > r_ms for _, r_ms, t_ms in pairs[i:]):
+                    cross = T
+                    break
+            row["transformer_slower_from_T"] = cross
+        te, me = row["time_exponent"], row["mem_exponent"]
+        print(f"{name:<22}{te if te is None else round(te, 2)!s:>9}{me if me is None else round(me, 2)!s:>9}"
+              f"{row['mem_bytes'][-1] / 2**20:>10.1f}  {'' if name == 'transformer' else (cross or 'never')}")
+    return results
+
+
+def section_overhead(args, device) -> dict:
+    B, D, H = args.batch, args.width, args.hidden
+    Ts = [64, 512] if args.quick else [64, 512, 2048]
+    print(f"\n== overhead: SequenceEncoder / bare torch module, same shape (goal <= 1.05), median of {args.reps_overhead} ==")
+    results = {}
+    for cell in ("lstm", "gru"):
+        for layers, bi in ((1, False), (2, False), (1, True)):
+            for T in Ts:
+                torch.manual_seed(0)
+                ours = SequenceEncoder(D, cell=cell, hidden=H, layers=layers, bidirectional=bi).to(device)
+                bare = make_rnn(cell, D, H, num_layers=layers, bidirectional=bi).to(device)
+                x = torch.randn(B, T, D, device=device)
+                lengths = torch.full((B,), T, dtype=torch.long)
+                t = interleaved({"ours": (ours, lambda: ours(x, lengths).outputs), "bare": (bare, lambda: bare(x)[0])},
+                                device, args.reps_overhead)
+                key = f"{cell}-L{layers}-{'bi' if bi else 'uni'}-T{T}"
+                results[key] = {"ours_ms": t["ours"] * 1e3, "bare_ms": t["bare"] * 1e3, "ratio": t["ours"] / t["bare"]}
+                note = "  (bare bidirectional is not exact with padding)" if bi else ""
+                print(f"{key:<22} ours {t['ours'] * 1e3:8.2f} ms  bare {t['bare'] * 1e3:8.2f} ms  "
+                      f"ratio {t['ours'] / t['bare']:.3f}{note}")
+    return results
+
+
+def section_packing(args, device) -> dict:
+    B, D, H = args.batch, args.width, args.hidden
+    Ts = [64, 256] if args.quick else [64, 256, 1024]
+    print("\n== variable lengths, bidirectional: padded+reverse (ours) vs packed vs bare padded ==")
+    results = {}
+    for cell in ("lstm", "gru"):
+        for T in Ts:
+            torch.manual_seed(0)
+            ours = SequenceEncoder(D, cell=cell, hidden=H, bidirectional=True).to(device)
+            packed = make_rnn(cell, D, H, bidirectional=True).to(device)
+            with torch.no_grad():  # same weights, so the exact methods must agree
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    getattr(packed, f"{name}_l0").copy_(getattr(ours.stacks[0].fwd[0], f"{name}_l0"))
+                    getattr(packed, f"{name}_l0_reverse").copy_(getattr(ours.stacks[0].bwd[0], f"{name}_l0"))
+            x = torch.randn(B, T, D, device=device)
+            lengths = torch.randint(T // 2, T + 1, (B,))
+            lengths[0] = T
+
+            def run_packed():
+                p = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+                return pad_packed_sequence(packed(p)[0], batch_first=True, total_length=T)[0]
+
+            with torch.no_grad():
+                diff = (ours(x, lengths).outputs - run_packed()).abs().max().item()
+            t = interleaved({"ours": (ours, lambda: ours(x, lengths).outputs), "packed": (packed, run_packed),
+                             "bare_padded": (packed, lambda: packed(x)[0])}, device, args.reps_overhead)
+            key = f"{cell}-bi-T{T}"
+            results[key] = {"ours_ms": t["ours"] * 1e3, "packed_ms": t["packed"] * 1e3,
+                            "bare_padded_ms": t["bare_padded"] * 1e3, "packed_over_ours": t["packed"] / t["ours"],
+                            "max_abs_diff_ours_vs_packed": diff}
+            print(f"{key:<16} ours {t['ours'] * 1e3:8.2f}  packed {t['packed'] * 1e3:8.2f}  bare(inexact) "
+                  f"{t['bare_padded'] * 1e3:8.2f} ms   packed/ours {t['packed'] / t['ours']:.2f}x   |ours-packed| "
+                  f"{diff:.1e}")
+    return results
+
+
+def section_decoding(args, device) -> dict:
+    B, D, H = args.batch, args.width, args.hidden
+    words = [f"w{i}" for i in range(200)]
+    vocab = Vocabulary.build([" ".join(words)])
+    frames = [8, 32, 128] if args.quick else [8, 32, 128, 512]
+    lens = [5, 10, 20] if args.quick else [5, 10, 20, 40]
+    print(f"\n== captioner decoding (B={B}, V={len(vocab)}): ms per batch, clips/s; captions forced to max_len ==")
+    results = {}
+    for decoder in ("s2vt", "attention"):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(task="caption", cell="lstm", hidden=H, embed_dim=H, attention_dim=H,
+                                        decoder=decoder, head_dropout=0.0), input_dim=D, vocab=vocab).to(device)
+        with torch.no_grad():
+            model.out.bias[vocab.eos_id] = -1e4  # never stop early: every caption has exactly max_len words
+        rows = []
+        for T, L in [(t, 20) for t in frames] + [(32, n) for n in lens if n != 20]:
+            x = torch.randn(B, T, D, device=device)
+            lengths = torch.full((B,), T, dtype=torch.long)
+            t = {}
+            for _ in range(1):  # warm-up
+                model.predict(x, lengths, max_len=L)
+            for k in (1, 5):
+                samples = []
+                for _ in range(args.reps):
+                    _sync(device)
+                    t0 = time.perf_counter()
+                    model.predict(x, lengths, beam_size=k, max_len=L)
+                    _sync(device)
+                    samples.append(time.perf_counter() - t0)
+                t[k] = statistics.median(samples)
+            row = {"T": T, "max_len": L, "greedy_ms": t[1] * 1e3, "beam5_ms": t[5] * 1e3,
+                   "greedy_clips_s": B / t[1], "beam5_clips_s": B / t[5], "beam5_over_greedy_time": t[5] / t[1]}
+            rows.append(row)
+            print(f"{decoder:<10} T={T:<5} L={L:<3} greedy {t[1] * 1e3:8.2f} ms ({B / t[1]:7.1f} clips/s)   beam-5 "
+                  f"{t[5] * 1e3:8.2f} ms ({B / t[5]:7.1f} clips/s)   beam5/greedy time {t[5] / t[1]:.2f}x")
+        results[decoder] = rows
+    return results
+
+
+def plot(out: Path, scaling: dict, decoding: dict) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    for name, row in scaling.items():
+        style = dict(lw=2.5, color="black") if name == "transformer" else dict(lw=1, alpha=0.8)
+        axes[0].loglog(row["T"], row["ms"], marker=".", label=name, **style)
+        axes[1].loglog(row["T"], [max(b, 1) / 2**20 for b in row["mem_bytes"]], marker=".", label=name, **style)
+    axes[0].set(xlabel="T (frames)", ylabel="forward+backward ms", title="time vs T")
+    axes[1].set(xlabel="T (frames)", ylabel="MB", title="memory vs T")
+    axes[1].legend(fontsize=6, ncol=2)
+    for ax in axes:
+        ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    paths = [out / "seq_len_scaling.png"]
+    fig.savefig(paths[0], dpi=110)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for decoder, rows in decoding.items():
+        sub = [r for r in rows if r["max_len"] == 20]
+        ax.loglog([r["T"] for r in sub], [r["greedy_ms"] for r in sub], marker="o", label=f"{decoder} greedy")
+        ax.loglog([r["T"] for r in sub], [r["beam5_ms"] for r in sub], marker="s", label=f"{decoder} beam-5")
+    ax.set(xlabel="T (frames)", ylabel="ms per batch (20 words)", title="caption decoding time")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    paths.append(out / "seq_len_decoding.png")
+    fig.savefig(paths[1], dpi=110)
+    plt.close(fig)
+    return [str(p) for p in paths]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--quick", action="store_true", help="T up to 512, fewer configs and repeats")
+    p.add_argument("--out", default="bench_out/seq_len")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--width", type=int, default=64, help="feature width D")
+    p.add_argument("--hidden", type=int, default=64, help="RNN hidden size H (Transformer d_model)")
+    p.add_argument("--max-t", type=int, default=0, help="largest T (default 4096, --quick 512)")
+    p.add_argument("--reps", type=int, default=0, help="repeats for the scaling sweep (default 3, --quick 2)")
+    p.add_argument("--reps-overhead", type=int, default=0, help="repeats for comparisons (default 15, --quick 7)")
+    p.add_argument("--max-seconds", type=float, default=3.0, help="stop a model's T sweep once a step is slower")
+    p.add_argument("--threads", type=int, default=1, help="CPU intra-op threads (0 = leave torch's default)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    p.add_argument("--sections", default="scaling,overhead,packing,decoding")
+    args = p.parse_args(argv)
+    args.reps = args.reps or (2 if args.quick else 3)
+    args.reps_overhead = args.reps_overhead or (7 if args.quick else 15)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    if args.threads > 0 and device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    max_t = args.max_t or (512 if args.quick else 4096)
+    Ts = [2 ** k for k in range(3, int(math.log2(max_t)) + 1)]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    print(f"seq-len benchmark on {dev_name}, torch {torch.__version__}")
+    sections = set(args.sections.split(","))
+    report = {"device": dev_name, "torch": torch.__version__, "args": vars(args),
+              "memory_measure": "cuda max_memory_allocated delta" if device.type == "cuda"
+              else "bytes saved for backward (saved_tensors_hooks, unique storages, parameters excluded)"}
+    t0 = time.time()
+    if "scaling" in sections:
+        report["scaling"] = section_scaling(args, device, Ts)
+    if "overhead" in sections:
+        report["overhead"] = section_overhead(args, device)
+    if "packing" in sections:
+        report["packing"] = section_packing(args, device)
+    if "decoding" in sections:
+        report["decoding"] = section_decoding(args, device)
+    report["seconds"] = time.time() - t0
+    (out / "seq_len.json").write_text(json.dumps(report, indent=1))
+    if "scaling" in report and "decoding" in report:
+        report["plots"] = plot(out, report["scaling"], report["decoding"])
+    print(f"\nwrote {out / 'seq_len.json'} {' '.join(report.get('plots', []))}  ({report['seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,147 @@
+"""Batching variable-length clips (or feature sequences), and the report of videos that failed to load."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from ..errors import DatasetError
+
+__all__ = ["collate", "ErrorReport", "IGNORE_INDEX"]
+
+IGNORE_INDEX = -100  # label of padded steps / unlabelled clips (torch.nn.CrossEntropyLoss's default ignore_index)
+_KNOWN = {"video", "features", "length", "label", "frame_labels", "captions", "path", "id", "error", "kind"}
+
+
+def _pad(tensors: list[torch.Tensor], length: int, value, dtype) -> torch.Tensor:
+    """Stack ``(T_i, ...)`` tensors into ``(B, length, ...)``, padding the time axis with ``value``."""
+    rest = tensors[0].shape[1:]
+    out = torch.full((len(tensors), length, *rest), value, dtype=dtype)  # (B, T, ...)
+    for i, t in enumerate(tensors):
+        out[i, : t.shape[0]] = t
+    return out
+
+
+def collate(samples: list[dict]) -> dict:
+    """Batch samples of :class:`~seqvision.data.VideoDataset` (or feature samples), padding to the longest clip.
+
+    Failed samples (``{"error": (path, reason), ...}``) are left out of the tensors and listed in
+    ``batch["errors"]``, so a bad file never stops a DataLoader.
+
+    Args:
+        samples: sample dicts with ``video`` uint8 ``(T, C, H, W)`` or ``features`` float ``(T, D)``, ``length``,
+            optional ``label``, ``frame_labels`` ``(T,)``, ``captions``, ``path``, ``id``.
+
+    Returns:
+        ``video`` ``(B, T, C, H, W)`` (zero-padded) or ``features`` ``(B, T, D)``, ``lengths`` long ``(B,)``,
+        ``mask`` bool ``(B, T)`` (True on the first ``length`` steps), ``label`` long ``(B,)`` (-100 when a clip
+        has none), ``frame_labels`` long ``(B, T)`` (-100 on padded / repeated steps), ``captions``
+        list[list[str]], ``path``, ``id`` lists, ``errors`` list[(path, reason)], ``empty`` bool. Other sample keys
+        are gathered into lists. When every sample failed, ``empty`` is True and the tensors have B = 0
+        (``video`` ``(0, 0, 0, 0, 0)`` / ``features`` ``(0, 0, 0)``): skip such a batch after reporting its errors.
+
+    Raises:
+        DatasetError: clips whose frame sizes differ (use ``data.resize="square"`` or ``data.crop``).
+    """
+    good = [s for s in samples if "error" not in s]
+    errors = [(str(s["error"][0]), str(s["error"][1])) for s in samples if "error" in s]
+    if good:
+        key = "features" if "features" in good[0] else "video"
+    else:
+        key = "features" if any(s.get("kind") == "features" for s in samples) else "video"
+    batch: dict = {"errors": errors, "empty": not good}
+    if not good:
+        batch[key] = torch.zeros((0, 0, 0) if key == "features" else (0, 0, 0, 0, 0),
+                                 dtype=torch.float32 if key == "features" else torch.uint8)
+        batch.update(lengths=torch.zeros(0, dtype=torch.long), mask=torch.zeros(0, 0, dtype=torch.bool),
+                     label=torch.zeros(0, dtype=torch.long), frame_labels=torch.zeros(0, 0, dtype=torch.long),
+                     captions=[], path=[], id=[])
+        return batch
+
+    data = [s[key] for s in good]
+    shapes = {tuple(d.shape[1:]) for d in data}
+    if len(shapes) > 1:
+        raise DatasetError(f"collate: clips have different frame shapes {sorted(shapes)} "
+                           f"(ids {[s.get('id') for s in good]}); set data.resize='square' or data.crop so every "
+                           "clip has the same size")
+    t_max = max(d.shape[0] for d in data)
+    batch[key] = _pad(data, t_max, 0, data[0].dtype)  # (B, T, C, H, W) or (B, T, D)
+    lengths = torch.tensor([int(s.get("length", s[key].shape[0])) for s in good], dtype=torch.long)  # (B,)
+    batch["lengths"] = lengths
+    batch["mask"] = torch.arange(t_max)[None, :] < lengths[:, None]  # (B, T)
+    batch["label"] = torch.tensor([IGNORE_INDEX if s.get("label") is None else int(s["label"]) for s in good],
+                                  dtype=torch.long)  # (B,)
+    frame_labels = [s["frame_labels"] if s.get("frame_labels") is not None
+                    else torch.full((s[key].shape[0],), IGNORE_INDEX, dtype=torch.long) for s in good]
+    batch["frame_labels"] = _pad([torch.as_tensor(f, dtype=torch.long) for f in frame_labels], t_max,
+                                 IGNORE_INDEX, torch.long)  # (B, T)
+    batch["captions"] = [list(s.get("captions") or []) for s in good]
+    batch["path"] = [str(s.get("path", "")) for s in good]
+    batch["id"] = [str(s.get("id", "")) for s in good]
+    for extra in sorted({k for s in good for k in s} - _KNOWN):
+        batch[extra] = [s.get(extra) for s in good]
+    return batch
+
+
+class ErrorReport:
+    """Collects the videos that failed to load (from ``batch["errors"]``), one entry per file.
+
+    Example:
+        >>> report = ErrorReport()
+        >>> for batch in loader:
+        ...     report.add(batch)
+        >>> print(report.summary())
+        2 videos skipped: bad.mp4 (no video stream); empty.mp4 (file is empty)
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[str, str] = {}
+        self.occurrences = 0  # failures seen, counting a file again each epoch it fails
+
+    def add(self, errors) -> int:
+        """Record ``batch["errors"]`` (pass the batch or the list). Returns how many failures it held."""
+        if isinstance(errors, dict):
+            errors = errors.get("errors", [])
+        n = 0
+        for path, reason in errors:
+            self._items.setdefault(str(path), str(reason))
+            n += 1
+        self.occurrences += n
+        return n
+
+    @property
+    def count(self) -> int:
+        """Number of distinct files that failed."""
+        return len(self._items)
+
+    @property
+    def items(self) -> list[tuple[str, str]]:
+        """``(path, reason)`` per failed file, in the order first seen."""
+        return list(self._items.items())
+
+    def __len__(self) -> int:
+        return self.count
+
+    def write(self, path: str | os.PathLike) -> Path:
+        """Write ``{"count", "occurrences", "items": [{"path", "reason"}]}`` as JSON; returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"count": self.count, "occurrences": self.occurrences,
+                   "items": [{"path": p, "reason": r} for p, r in self.items]}
+        path.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+        return path
+
+    def summary(self, *, show: int = 3) -> str:
+        """One line: how many videos were skipped and the first few with their reasons."""
+        if not self._items:
+            return "no videos skipped"
+        shown = "; ".join(f"{os.path.basename(p)} ({r})" for p, r in self.items[:show])
+        more = f"; ... {self.count - show} more" if self.count > show else ""
+        noun = "video" if self.count == 1 else "videos"
+        return f"{self.count} {noun} skipped: {shown}{more}"
+
+    def __repr__(self) -> str:
+        return f"ErrorReport(count={self.count}, occurrences={self.occurrences})"

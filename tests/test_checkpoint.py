@@ -1,0 +1,111 @@
+"""Checkpoint I/O: atomic writes, plain-data loading, refusal of pickled payloads, RNG round trips."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from seqvision.errors import CheckpointError
+from seqvision.train import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+
+
+def _state(value: float = 1.0) -> dict:
+    return {"config": {"seed": 0}, "model_state": {"w": torch.full((3, 2), value)}, "input_dim": 2,
+            "label_names": ["a", "b"], "epoch": 1, "rng": capture_rng_state(), "metrics": [{"epoch": 1, "x": 0.5}]}
+
+
+def test_round_trip_is_plain_data(tmp_path):
+    path = save_checkpoint(_state(2.0), tmp_path / "last.pt")
+    # weights_only=True load works directly: nothing in it needs unpickling of classes
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == "seqvision-checkpoint" and raw["version"] == 1
+    ckpt = load_checkpoint(path)
+    assert torch.equal(ckpt["model_state"]["w"], torch.full((3, 2), 2.0))
+    assert ckpt["label_names"] == ["a", "b"]
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary files left behind
+
+
+def test_crash_mid_save_keeps_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint(_state(1.0), path)
+
+    def partial_save(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 partial bytes")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", partial_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(_state(5.0), path)
+    monkeypatch.undo()
+    ckpt = load_checkpoint(path)
+    assert torch.equal(ckpt["model_state"]["w"], torch.full((3, 2), 1.0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class _Plain:
+    def __init__(self):
+        self.w = torch.zeros(2)
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+@pytest.mark.parametrize("kind", ["reduce_zip", "reduce_raw_pickle", "class_instance"])
+def test_pickled_payload_refused(tmp_path, kind):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "bad.pt"
+    if kind == "reduce_zip":
+        torch.save({"format": "seqvision-checkpoint", "version": 1, "x": _Evil(marker)}, path)
+    elif kind == "reduce_raw_pickle":
+        path.write_bytes(pickle.dumps({"format": "seqvision-checkpoint", "x": _Evil(marker)}))
+    else:
+        torch.save({"format": "seqvision-checkpoint", "version": 1, "model": _Plain()}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    msg = str(info.value)
+    assert str(path) in msg
+    assert "not a plain-data checkpoint" in msg and "will not be unpickled" in msg
+    assert not marker.exists()
+
+
+def test_truncated_corrupt_missing_and_foreign(tmp_path):
+    good = save_checkpoint(_state(), tmp_path / "good.pt")
+    data = good.read_bytes()
+    cases = {
+        "truncated.pt": data[: len(data) // 2],
+        "empty.pt": b"",
+        "garbage.pt": b"this is not a checkpoint at all" * 10,
+    }
+    for name, payload in cases.items():
+        (tmp_path / name).write_bytes(payload)
+        with pytest.raises(CheckpointError, match=name):
+            load_checkpoint(tmp_path / name)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+    torch.save({"state_dict": {"w": torch.zeros(1)}}, tmp_path / "foreign.pt")  # plain, but not ours
+    with pytest.raises(CheckpointError, match="not a seqvision checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+
+
+def test_rng_state_round_trip(tmp_path):
+    gen = torch.Generator().manual_seed(3)
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    state = capture_rng_state(generator=gen)
+    save_checkpoint({**_state(), "rng": state}, tmp_path / "c.pt")
+    expected = (random.random(), np.random.rand(), torch.rand(1).item(), torch.rand(1, generator=gen).item())
+    random.seed(9), np.random.seed(9), torch.manual_seed(9)
+    gen2 = torch.Generator().manual_seed(9)
+    restore_rng_state(load_checkpoint(tmp_path / "c.pt")["rng"], generator=gen2)
+    got = (random.random(), np.random.rand(), torch.rand(1).item(), torch.rand(1, generator=gen2).item())
+    assert got == expected

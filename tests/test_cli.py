@@ -1,0 +1,99 @@
+"""The `seqvision` command end to end, in subprocesses, on a tiny synthetic set."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args, check=True, cwd=None):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2")
+    proc = subprocess.run([sys.executable, "-m", "seqvision", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd or ROOT, env=env, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"seqvision {' '.join(map(str, args))} exited {proc.returncode}\n"
+                             f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.mark.parametrize("cmd", ["synth", "extract", "train", "eval", "classify", "caption", "inspect", "bench",
+                                 "info", "demo"])
+def test_every_subcommand_has_help(cmd):
+    proc = run(cmd, "--help")
+    assert "usage: seqvision " + cmd in proc.stdout
+
+
+def test_info_lists_versions():
+    out = run("info").stdout
+    assert "torch" in out and "pyav" in out
+
+
+def test_bad_config_key_fails_before_work(tmp_path):
+    proc = run("train", "--config", ROOT / "configs" / "synthetic_classify.yaml", "--set", "model.cel=gru",
+               "--set", f"out={tmp_path / 'run'}", check=False)
+    assert proc.returncode == 2
+    assert "model.cel" in proc.stderr and "did you mean 'model.cell'" in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def _tiny_overrides(data_root: Path, out: Path, task: str) -> list[str]:
+    sets = [f"data.root={data_root}", f"out={out}", "data.size=32", "data.num_frames=8", "data.num_workers=0",
+            f"data.cache_dir={out.parent / 'features'}", "encoder.name=resnet18", "encoder.weights=none",
+            "model.hidden=16", "train.epochs=2", "train.batch_size=8", "train.progress=false", "eval.beam_size=2"]
+    if task == "caption":
+        sets += ["model.embed_dim=16", "model.attention_dim=16", "model.max_caption_len=8"]
+    out_args = []
+    for s in sets:
+        out_args += ["--set", s]
+    return out_args
+
+
+@pytest.mark.slow
+def test_cli_end_to_end(tmp_path):
+    data = tmp_path / "data"
+    out = run("synth", "--out", data, "--num-videos", 18, "--size", 32, "--min-frames", 10, "--max-frames", 14)
+    assert "wrote 18 videos" in out.stdout
+    manifest = [json.loads(x) for x in (data / "manifest.jsonl").read_text().splitlines()]
+    videos = [data / r["path"] for r in manifest[:3]]
+    bad = tmp_path / "broken.mp4"
+    bad.write_text("this is not a video")
+
+    cls_out = tmp_path / "runs" / "cls"
+    run("train", "--config", ROOT / "configs" / "synthetic_classify.yaml", *_tiny_overrides(data, cls_out, "classify"))
+    assert (cls_out / "best.pt").is_file() and (cls_out / "config.yaml").is_file()
+
+    ev = run("eval", "--checkpoint", cls_out / "best.pt", "--split", "test", "--json")
+    metrics = json.loads(ev.stdout)
+    assert 0.0 <= metrics["top1"] <= 1.0
+
+    proc = run("classify", "--checkpoint", cls_out / "best.pt", *videos, bad, "--top-k", 2, "--json", check=False)
+    assert proc.returncode == 1, proc.stderr  # one input failed
+    result = json.loads(proc.stdout)  # stdout is JSON and nothing else
+    assert [r["path"] for r in result["results"]] == [str(v) for v in videos]
+    assert all(len(r["top_k"]) == 2 for r in result["results"])
+    assert [e["path"] for e in result["errors"]] == [str(bad)]
+
+    proc = run("classify", "--checkpoint", cls_out / "best.pt", data, "--top-k", 1)
+    assert proc.returncode == 0 and proc.stdout.count("\n") == 18
+
+    cap_out = tmp_path / "runs" / "cap"
+    run("train", "--config", ROOT / "configs" / "synthetic_caption.yaml", *_tiny_overrides(data, cap_out, "caption"))
+    proc = run("caption", "--checkpoint", cap_out / "best.pt", *videos, "--beam-size", 2, "--json")
+    result = json.loads(proc.stdout)
+    assert len(result["results"]) == 3 and all(isinstance(r["caption"], str) for r in result["results"])
+
+    wrong = run("caption", "--checkpoint", cls_out / "best.pt", videos[0], check=False)
+    assert wrong.returncode == 2 and "seqvision classify" in wrong.stderr
+
+    insp = run("inspect", "--checkpoint", cap_out / "best.pt", videos[0], "--out", tmp_path / "insp")
+    pngs = sorted(p.name for p in (tmp_path / "insp").glob("*.png"))
+    assert "attention.png" in pngs and any(p.startswith("gates_layer0") for p in pngs)
+    for p in (tmp_path / "insp").glob("*.png"):
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
