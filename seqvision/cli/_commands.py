@@ -61,7 +61,10 @@ def cmd_train(args) -> int:
     cfg = _config(args)
     check_paths(cfg)
     result = train(cfg, resume=args.resume)
-    print(result)
+    import os
+
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary, not one per rank
+        print(result)
     return 0
 
 

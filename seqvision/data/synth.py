@@ -173,6 +173,8 @@ def _stratified_splits(labels: list[str], rng: np.random.Generator, val: float, 
         members = [i for i, lab in enumerate(labels) if lab == name]
         members = [members[k] for k in rng.permutation(len(members))]
         n_val, n_test = int(round(val * len(members))), int(round(test * len(members)))
+        if len(members) >= 3:  # small sets still get one val and one test clip per class
+            n_val, n_test = max(n_val, 1 if val > 0 else 0), max(n_test, 1 if test > 0 else 0)
         for i in members[:n_val]:
             splits[i] = "val"
         for i in members[n_val:n_val + n_test]:

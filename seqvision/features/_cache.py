@@ -212,6 +212,10 @@ class FeatureCache:
 
     @staticmethod
     def _entry(meta: dict) -> CacheEntry:
+        shape = meta["shape"]
+        if meta.get("error") is None and not (isinstance(shape, list) and len(shape) == 2
+                                              and all(isinstance(v, int) and v >= 0 for v in shape)):
+            raise ValueError(f"bad shape {shape!r} in a cache record")  # a corrupt record counts as not cached
         return CacheEntry(key=meta["key"], id=meta["id"], path=meta["path"], shape=tuple(meta["shape"]),
                           dtype=meta["dtype"], length=int(meta["length"]), sha1=meta["sha1"],
                           nbytes=int(meta["nbytes"]), indices=meta.get("indices"),

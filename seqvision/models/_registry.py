@@ -63,7 +63,7 @@ def list_presets() -> list[str]:
 
 def get_preset(name: str) -> Preset:
     """The :class:`Preset` called ``name``; an unknown name is a ConfigError naming ``model.preset``."""
-    if name not in _PRESETS:
+    if not isinstance(name, str) or name not in _PRESETS:
         raise ConfigError("model.preset", f"unknown preset {name!r}; allowed: {', '.join(map(repr, list_presets()))}")
     return _PRESETS[name]
 

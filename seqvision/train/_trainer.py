@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from tqdm.auto import tqdm
 
 from ..config import Config, config_to_dict, save_config
-from ..errors import ConfigError, DatasetError, SeqVisionError
+from ..errors import CheckpointError, ConfigError, DatasetError, SeqVisionError
 from ..runtime import autocast, seed_everything
 from . import distributed as dist_utils
 from ._checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
@@ -352,13 +352,19 @@ class Trainer:
             log.warning("resume asked for but %s does not exist: starting from scratch", path)
             return 0
         ckpt = load_checkpoint(path, map_location="cpu")
-        self.model.load_state_dict(ckpt["model_state"])
-        if self.encoder is not None and ckpt.get("encoder_state") is not None:
-            self.encoder.load_state_dict(ckpt["encoder_state"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if ckpt.get("scaler") is not None and scaler.is_enabled():
-            scaler.load_state_dict(ckpt["scaler"])
+        try:
+            self.model.load_state_dict(ckpt["model_state"])
+            if self.encoder is not None and ckpt.get("encoder_state") is not None:
+                self.encoder.load_state_dict(ckpt["encoder_state"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            if ckpt.get("scaler") is not None and scaler.is_enabled():
+                scaler.load_state_dict(ckpt["scaler"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"{path}: cannot resume from this checkpoint: it does not match the model and "
+                                  f"optimiser built from the current config ({first}); use the config it was "
+                                  f"trained with, or a fresh `out` directory") from None
         rng = ckpt["rng"]
         ranks = ckpt.get("rng_ranks")
         if ranks and len(ranks) == self.dist.world_size:
@@ -510,6 +516,8 @@ class Trainer:
         writer = None
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
+            for stale in self.out.glob(".*.pt.*.tmp"):  # left by a run killed mid-save; the .pt files are intact
+                stale.unlink(missing_ok=True)
             save_config(cfg, self.out / "config.yaml")
             handler = logging.FileHandler(self.out / "train.log", encoding="utf-8")
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
