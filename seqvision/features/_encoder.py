@@ -216,7 +216,14 @@ class FrameEncoder(nn.Module):
             raise ConfigError("encoder.weights", f"got {weights!r} for {name}; allowed: 'none', "
                                                  f"{', '.join(map(repr, allowed))}, or a local .pth path")
         w = enum.DEFAULT if weights == "DEFAULT" else enum[weights]
-        model = torchvision.models.get_model(name, weights=w)  # downloads once into the torch hub cache
+        try:
+            model = torchvision.models.get_model(name, weights=w)  # downloads once into the torch hub cache
+        except (OSError, RuntimeError) as exc:  # no network (URLError is an OSError), or a corrupt download
+            reason = str(getattr(exc, "reason", exc))[:200]
+            raise ConfigError("encoder.weights", f"could not load torchvision's {w} weights for {name} ({reason}). "
+                              f"They download once into the torch hub cache ({torch.hub.get_dir()}); without a "
+                              f"network use encoder.name=efficientnet_lite0 (ImageNet weights shipped offline), "
+                              f"a local .pth file, or 'none'") from None
         tf = w.transforms()
         return model, getattr(tf, "mean", default_mean), getattr(tf, "std", default_std)
 
