@@ -122,6 +122,16 @@ def index_video_pts(num_frames: int, *, fps: float = 25, vfr: bool = False) -> l
     return out
 
 
+HEVC_MIN_WIDTH = 64  # libx265's CTU: narrower frames corrupt the heap (glibc abort), e.g. 32x48
+
+
+def _check_encoder_size(codec: str, height: int, width: int) -> None:
+    """Refuse sizes that make an encoder crash the process, before anything is written."""
+    if _ENCODERS.get(codec, codec) == "libx265" and width < HEVC_MIN_WIDTH:
+        raise ValueError(f"hevc (libx265) needs frames at least {HEVC_MIN_WIDTH} pixels wide, got size "
+                         f"(H, W)=({height}, {width}): narrower frames corrupt libx265's heap and abort the process")
+
+
 def _open_stream(container, codec: str, fps: float, width: int, height: int, pix_fmt: str | None,
                  gop: int, bframes: int, crf: int | None, vfr: bool):
     name = _ENCODERS.get(codec, codec)
@@ -177,7 +187,8 @@ def make_index_video(
     Args:
         path: output file; the suffix picks the container (.mp4, .avi, .webm, .mkv, .mov).
         num_frames: number of frames (at most 1024).
-        size: ``(H, W)``; odd sizes give yuv444p for h264/hevc (their 4:2:0 needs even sizes).
+        size: ``(H, W)``; odd sizes give yuv444p for h264/hevc (their 4:2:0 needs even sizes). hevc needs
+            ``W >= 64`` (``ValueError`` otherwise: libx265 aborts the process on narrower frames).
         codec: ``"h264"``, ``"hevc"``, ``"vp9"``, ``"mpeg4"``, ``"mjpeg"`` or an FFmpeg encoder name.
         fps: nominal frame rate.
         gop: keyframe interval (frames).
@@ -191,9 +202,10 @@ def make_index_video(
     """
     if num_frames > 2**CODE_BITS:
         raise ValueError(f"num_frames must be <= {2 ** CODE_BITS}, got {num_frames}")
+    height, width = size
+    _check_encoder_size(codec, height, width)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    height, width = size
     options = {"movflags": "faststart"} if faststart and path.suffix in (".mp4", ".mov") else {}
     pts = index_video_pts(num_frames, fps=fps, vfr=vfr)
     with av.open(str(path), mode="w", options=options) as container:
@@ -228,9 +240,10 @@ def make_color_video(
     Returns:
         ``Path(path)``.
     """
+    height, width = size
+    _check_encoder_size(codec, height, width)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    height, width = size
     rng = np.random.default_rng(seed)
     color = rng.integers(40, 256, size=3).astype(np.uint8)
     dx, dy = rng.choice([-2, -1, 1, 2], size=2)

@@ -1,7 +1,8 @@
 """Dataset-format readers, each fed small annotation files written in the real layout (CRLF, wrong case, ...).
 
-The readers only list files (no decoding), so most videos here are placeholder files; decoding of listed
-records is covered in tests/test_dataset.py.
+The layouts come from tests/layouts.py (shared with tests/test_configs_e2e.py, which runs the shipped configs on
+them with real videos). The readers only list files (no decoding), so the videos here are placeholder files;
+decoding of listed records is covered in tests/test_dataset.py and tests/test_configs_e2e.py.
 """
 
 from __future__ import annotations
@@ -11,21 +12,15 @@ from pathlib import Path
 
 import pytest
 
+import layouts
+from layouts import crlf, placeholder
 from seqvision.config import DataConfig
 from seqvision.data import load_index
 from seqvision.errors import DatasetError
 
 
 def touch(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\x00" * 16)
-    return path
-
-
-def crlf(path: Path, lines: list[str]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(("\r\n".join(lines) + "\r\n").encode())
-    return path
+    return placeholder(path)
 
 
 def by_id(index):
@@ -37,25 +32,10 @@ def by_id(index):
 
 @pytest.fixture
 def ucf(tmp_path):
-    root = tmp_path / "UCF101"
-    vids = root / "UCF-101"
-    touch(vids / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g08_c01.avi")
-    touch(vids / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g01_c01.avi")
-    touch(vids / "HandstandPushups" / "v_HandstandPushups_g08_c01.avi")  # lists say HandStand
-    touch(vids / "HandstandPushups" / "v_HandstandPushups_g01_c01.avi")
-    touch(vids / "YoYo" / "v_YoYo_g01_c01.avi")  # v_YoYo_g08_c01.avi is missing
-    ann = root / "ucfTrainTestlist"
-    # classInd order is not the sorted order: labels must follow classInd
-    crlf(ann / "classInd.txt", ["1 YoYo", "2 ApplyEyeMakeup", "3 HandstandPushups"])
-    crlf(ann / "trainlist01.txt", ["ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 2",
-                                   "HandstandPushups/v_HandStandPushups_g08_c01.avi 3",
-                                   "YoYo/v_YoYo_g08_c01.avi 1"])
-    crlf(ann / "testlist01.txt", ["ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi",
-                                  "HandstandPushups/v_HandStandPushups_g01_c01.avi",
-                                  "YoYo/v_YoYo_g01_c01.avi"])
-    crlf(ann / "trainlist02.txt", ["YoYo/v_YoYo_g01_c01.avi 1"])
-    crlf(ann / "testlist02.txt", ["ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi"])
-    return root
+    # ApplyEyeMakeup g08 (train) / g01 (test); HandstandPushups the same, listed as "HandStand"; YoYo g01 (test),
+    # its g08 (train) is missing; classInd order YoYo, ApplyEyeMakeup, HandstandPushups is not the sorted order:
+    # labels must follow classInd. Fold 2: train v_YoYo_g01_c01, test v_ApplyEyeMakeup_g08_c01.
+    return layouts.write_ucf101(tmp_path / "UCF101", video=placeholder).root
 
 
 def test_ucf101_labels_splits_case_and_missing(ucf):
@@ -102,14 +82,10 @@ def test_ucf101_bad_lines_name_file_and_line(ucf):
 
 
 def test_hmdb51_tags_and_missing(tmp_path):
-    root = tmp_path / "hmdb"
-    for name in ("brush_hair/a.avi", "brush_hair/b.avi", "brush_hair/c.avi", "cartwheel/d.avi"):
-        touch(root / name)
+    # brush_hair: a (fold 1 train, fold 2 test), b (test), c (unused); cartwheel: d (test / train), e (train,
+    # not on disk); lines '<video>.avi <tag> ' with the real files' trailing space
+    root = layouts.write_hmdb51(tmp_path / "hmdb", video=placeholder).root
     splits = root / "testTrainMulti_7030_splits"
-    crlf(splits / "brush_hair_test_split1.txt", ["a.avi 1 ", "b.avi 2 ", "c.avi 0 "])
-    crlf(splits / "cartwheel_test_split1.txt", ["d.avi 2 ", "e.avi 1 "])
-    crlf(splits / "cartwheel_test_split2.txt", ["d.avi 1 "])
-    crlf(splits / "brush_hair_test_split2.txt", ["a.avi 2 "])
     index = load_index(DataConfig(format="hmdb51", root=str(root)))
     assert index.label_names == ["brush_hair", "cartwheel"]
     assert [(r.id, r.split, r.label) for r in index.records] == [("a", "train", 0), ("b", "test", 0),
@@ -129,11 +105,8 @@ def test_hmdb51_tags_and_missing(tmp_path):
 
 
 def test_folder_per_class_seeded_stratified_split(tmp_path):
-    root = tmp_path / "clips"
-    for i in range(10):
-        touch(root / "walk" / f"w{i}.mp4")
-        touch(root / "jump" / f"j{i}.AVI")
-    touch(root / "jump" / "notes.txt")
+    root = layouts.write_folder(tmp_path / "clips", classes=("jump", "walk"), per_class=10, video=placeholder).root
+    assert (root / "jump" / "notes.txt").is_file() and (root / "jump" / "j0.AVI").is_file()
     cfg = DataConfig(format="folder", root=str(root), val_fraction=0.2, test_fraction=0.3)
     index = load_index(cfg, seed=1)
     assert index.label_names == ["jump", "walk"]
@@ -165,17 +138,11 @@ def test_folder_with_split_folders(tmp_path):
 
 
 def test_kinetics_csv(tmp_path):
-    root = tmp_path / "k400"
-    touch(root / "train" / "abseiling" / "aaa_000010_000020.mp4")
-    touch(root / "validate" / "air drumming" / "bbb_000000_000010.mp4")
-    touch(root / "ccc_000005_000015.mkv")
+    # train/abseiling/aaa_000010_000020.mp4, validate/air drumming/bbb_000000_000010.mp4, ccc_000005_000015.mkv
+    # at the root; annotations/train.csv also lists zzz (never downloaded); validate.csv quotes its label
+    root = layouts.write_kinetics(tmp_path / "k400", video=placeholder).root
     ann = root / "annotations"
-    crlf(ann / "train.csv", ["label,youtube_id,time_start,time_end,split,is_cc",
-                             "abseiling,aaa,10,20,train,0",
-                             "air drumming,ccc,5,15,train,0",
-                             "abseiling,zzz,0,10,train,0"])
-    crlf(ann / "validate.csv", ["label,youtube_id,time_start,time_end,split,is_cc",
-                                '"air drumming",bbb,0,10,validate,0'])
+    assert '"air drumming",bbb,0,10,validate,0' in (ann / "validate.csv").read_text()
     index = load_index(DataConfig(format="kinetics", root=str(root)))
     assert index.label_names == ["abseiling", "air drumming"]
     assert sorted((r.id, r.split, r.label) for r in index.records) == [
@@ -194,24 +161,9 @@ def test_kinetics_csv(tmp_path):
 
 
 def test_msrvtt_json(tmp_path):
-    root = tmp_path / "msrvtt"
-    touch(root / "TrainValVideo" / "video0.mp4")
-    touch(root / "TrainValVideo" / "video1.mp4")
-    touch(root / "TestVideo" / "video10.mp4")
-    (root / "train_val_videodatainfo.json").write_text(json.dumps({
-        "info": {}, "videos": [
-            {"category": 9, "url": "u", "video_id": "video0", "start time": 137.72, "end time": 149.44,
-             "split": "train", "id": 0},
-            {"category": 16, "url": "u", "video_id": "video1", "start time": 1.0, "end time": 11.0,
-             "split": "validate", "id": 1},
-            {"category": 0, "url": "u", "video_id": "video2", "start time": 1.0, "end time": 11.0,
-             "split": "train", "id": 2}],
-        "sentences": [{"caption": "a car drives down the road", "video_id": "video0", "sen_id": 0},
-                      {"caption": "a man is driving", "video_id": "video0", "sen_id": 1},
-                      {"caption": "someone cooks food", "video_id": "video1", "sen_id": 2}]}))
-    (root / "test_videodatainfo.json").write_text(json.dumps({
-        "videos": [{"category": 3, "video_id": "video10", "start time": 0, "end time": 9, "split": "test"}],
-        "sentences": [{"caption": "a game is played", "video_id": "video10"}]}))
+    # video0 (train, category 9, two captions), video1 (validate, 16), video2 (train, not on disk) in
+    # train_val_videodatainfo.json; video10 (test) in test_videodatainfo.json
+    root = layouts.write_msrvtt(tmp_path / "msrvtt", video=placeholder).root
     index = load_index(DataConfig(format="msrvtt", root=str(root)))
     recs = by_id(index)
     assert [r.id for r in index.records] == ["video0", "video1", "video10"]
@@ -233,20 +185,11 @@ def test_msrvtt_json(tmp_path):
 
 
 def test_msvd_corpus_and_mapping(tmp_path):
-    root = tmp_path / "msvd"
-    for clip in ("mv89psg6zh4_33_46", "-4wsuPCjDBc_5_15", "zv2RIbUsnSw_159_165"):
-        touch(root / "YouTubeClips" / f"{clip}.avi")
-    header = "VideoID,Start,End,WorkerID,Source,AnnotationTime,Language,Description"
-    crlf(root / "video_corpus.csv", [
-        header,
-        "mv89psg6zh4,33,46,1,clean,17,English,A bird is bathing in a sink.",
-        'mv89psg6zh4,33,46,2,clean,10,English,"A bird splashes around, under a faucet."',
-        "mv89psg6zh4,33,46,3,clean,10,German,Ein Vogel badet.",
-        "-4wsuPCjDBc,5,15,1,clean,9,English,A woman slices a tomato.",
-        "zv2RIbUsnSw,159,165,1,clean,9,English,A man plays a guitar.",
-        "nofile0000,1,2,1,clean,9,English,This clip is not downloaded."])
-    crlf(root / "youtube_mapping.txt", ["-4wsuPCjDBc_5_15 vid1250", "mv89psg6zh4_33_46 vid1",
-                                        "zv2RIbUsnSw_159_165 vid1500", "nofile0000_1_2 vid2"])
+    # three clips (mapping vid1 train, vid1250 val, vid1500 test) and one not downloaded (vid2); a German row,
+    # a quoted description with a comma
+    root = layouts.write_msvd(tmp_path / "msvd", video=placeholder).root
+    header = layouts.MSVD_HEADER
+    assert ",German,Ein Vogel badet." in (root / "video_corpus.csv").read_text()
     index = load_index(DataConfig(format="msvd", root=str(root)))
     assert [(r.id, r.split) for r in index.records] == [("mv89psg6zh4_33_46", "train"), ("-4wsuPCjDBc_5_15", "val"),
                                                        ("zv2RIbUsnSw_159_165", "test")]

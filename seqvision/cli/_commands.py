@@ -60,7 +60,7 @@ def cmd_train(args) -> int:
 
     cfg = _config(args)
     check_paths(cfg)
-    result = train(cfg, resume=args.resume)
+    result = train(cfg, resume=args.resume, progress=cfg.train.progress)
     import os
 
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary, not one per rank

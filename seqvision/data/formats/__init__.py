@@ -7,6 +7,7 @@ it expects.
 
 from __future__ import annotations
 
+import logging
 from typing import Callable
 
 from ...config import DataConfig
@@ -51,4 +52,9 @@ def load_index(data_cfg: DataConfig, *, seed: int = 0) -> DatasetIndex:
     reader = FORMATS.get(data_cfg.format)
     if reader is None:
         raise DatasetError(f"data.format: got {data_cfg.format!r}; allowed: {', '.join(map(repr, FORMATS))}")
-    return reader(data_cfg, seed=seed)
+    index = reader(data_cfg, seed=seed)
+    if index.missing:  # e.g. Kinetics clips that were never downloaded: left out, but never silently
+        logging.getLogger("seqvision.data").warning(
+            "%d annotated video(s) are not on disk and are left out (data.format=%r), e.g. %s: %s",
+            len(index.missing), data_cfg.format, *index.missing[0])
+    return index
