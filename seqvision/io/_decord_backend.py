@@ -29,40 +29,66 @@ class DecordMismatch(Exception):
     """decord's frame map disagrees with the packet index: its random access would not be exact."""
 
 
+# decord reserves its frame table for the header's frame count before reading a packet (about 32 bytes per frame);
+# an absurd count (a damaged AVI strh, a huge duration) ends in std::bad_alloc, which aborts the process.
+ESTIMATE_SLACK = 10_000
+
+
+def _refuse_unsafe(index: FrameIndex) -> None:
+    """Raise :class:`DecordMismatch` for files decord must not even open (it would abort or misread them)."""
+    if index.sequential:
+        raise DecordMismatch("the container has no usable timestamps")
+    if index.dropped_packets or index.demux_error:
+        raise DecordMismatch("the file is cut off or has unreadable packets")
+    if index.size_from_decoding:
+        raise DecordMismatch("the container header has no usable frame size")
+    if index.header_frames and index.header_frames != index.num_frames:
+        raise DecordMismatch(f"the container header says {index.header_frames} frames, the packet index "
+                             f"{index.num_frames}")
+    if index.header_frame_estimate > 4 * index.num_frames + ESTIMATE_SLACK:
+        raise DecordMismatch(f"the container header implies about {index.header_frame_estimate} frames, the packet "
+                             f"index has {index.num_frames}")
+
+
 class DecordDecoder:
     """Decodes wanted positions with ``decord.VideoReader.get_batch`` (sorted, unique)."""
 
     def __init__(self, path: str, index: FrameIndex, *, size: tuple[int, int] | None, num_threads: int = 0):
-        import decord
-
         self.path = path
-        if index.sequential:
-            raise DecordMismatch("the container has no usable timestamps")
-        if index.dropped_packets or index.demux_error:
-            raise DecordMismatch("the file is cut off or has unreadable packets")
+        self._vr = None
+        _refuse_unsafe(index)
+        native = (index.height, index.width)
         self._resize_here = None  # (H, W) when decord's own resize is broken for this size
         try:
             self._vr = self._open(path, size, num_threads)
-            if size is not None:
-                # decord's scaler returns 4-channel rows or fails in get_batch for some widths (e.g. 48):
-                # probe once, and resize in swscale ourselves when it misbehaves.
-                try:
-                    probe_ok = tuple(self._vr.get_batch([0]).shape) == (1, size[0], size[1], 3)
-                except Exception:
-                    probe_ok = False
-                if not probe_ok:
-                    self._vr = self._open(path, None, num_threads)
-                    self._resize_here = size
-                    from av.video.reformatter import VideoReformatter
-
-                    self._reformatter = VideoReformatter()
-        except Exception as exc:  # decord raises DECORDError / RuntimeError with FFmpeg text
-            raise DecordMismatch(f"decord cannot open it ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
-        try:
             self._check(index)
+            # decord's converter returns 4-channel / padded rows for some widths (e.g. 16 and 48 pixels, at the
+            # native size or as a resize target), which makes get_batch fail or give garbage: probe one frame.
+            if not self._probe(size or native):
+                if size is None:
+                    raise DecordMismatch(f"decord returns frames of the wrong size for {index.width}x{index.height}")
+                # resize in swscale ourselves when only decord's scaler misbehaves
+                self._vr = self._open(path, None, num_threads)
+                if not self._probe(native):
+                    raise DecordMismatch(f"decord returns frames of the wrong size for {index.width}x"
+                                         f"{index.height}")
+                self._resize_here = size
+                from av.video.reformatter import VideoReformatter
+
+                self._reformatter = VideoReformatter()
         except DecordMismatch:
             self.close()
             raise
+        except Exception as exc:  # decord raises DECORDError / RuntimeError with FFmpeg text
+            self.close()
+            raise DecordMismatch(f"decord cannot open it ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+        self._native = native
+
+    def _probe(self, hw: tuple[int, int]) -> bool:
+        try:
+            return tuple(self._vr.get_batch([0]).shape) == (1, hw[0], hw[1], 3)
+        except Exception:
+            return False
 
     @staticmethod
     def _open(path, size, num_threads):
@@ -93,6 +119,10 @@ class DecordDecoder:
             raise VideoDecodeError(self.path, f"decord failed to decode frames {positions[:8]}"
                                               f"{'...' if len(positions) > 8 else ''} "
                                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+        expect = (len(positions),) + (self._native if self._resize_here is not None else out.shape[1:3]) + (3,)
+        if tuple(batch.shape) != expect:
+            raise VideoDecodeError(self.path, f"decord returned frames of shape {tuple(batch.shape)}, expected "
+                                              f"{expect}")
         if self._resize_here is None:
             out[...] = batch
             return

@@ -37,6 +37,11 @@ class FrameIndex:
         header_frames: the frame count the container header claims (0 = unknown).
         dropped_packets: packets left out of the index because they were cut off or unreadable.
         demux_error: the error that stopped demuxing early, if any.
+        header_frame_estimate: the largest frame count a reader that trusts the header would size its tables
+            for, over the file's video streams: the stream's frame count, else average rate x container
+            duration (what decord reserves memory for before it reads a packet); 0 = none.
+        size_from_decoding: the header's frame size was missing or implausible; ``width`` and ``height`` come
+            from decoding the first frame.
     """
 
     pts: list[int] | None
@@ -53,6 +58,8 @@ class FrameIndex:
     header_frames: int
     dropped_packets: int
     demux_error: str | None
+    header_frame_estimate: int = 0
+    size_from_decoding: bool = False
 
     def pts_seconds(self, position: int) -> float:
         if self.pts is None:
@@ -142,10 +149,81 @@ def build_index(path: str, container, stream) -> FrameIndex:
             fps = float(rate) if rate else 25.0
             duration = n / fps
     header = int(stream.frames or 0)
+    width, height = int(cc.width or 0), int(cc.height or 0)
+    size_from_decoding = not _plausible_size(width, height)
+    if size_from_decoding:
+        # The header's frame size is missing or damaged: trust it only if decoding shows the real size.
+        probed = _probe_frame_size(path, stream.index)
+        if probed is None:
+            raise VideoDecodeError(path, f"the video stream's frame size is {width}x{height} and no frame could "
+                                         f"be decoded to find the real one")
+        width, height = probed
     return FrameIndex(pts=pts, num_frames=n, time_base=tb, key_positions=key_positions, key_seek_ts=key_seek,
-                      sequential=sequential, width=int(cc.width), height=int(cc.height), codec=cc.name,
+                      sequential=sequential, width=width, height=height, codec=cc.name,
                       fps=float(fps), duration=float(duration), header_frames=header, dropped_packets=dropped,
-                      demux_error=demux_error)
+                      demux_error=demux_error, header_frame_estimate=_header_frame_estimate(container),
+                      size_from_decoding=size_from_decoding)
+
+
+MAX_SIDE = 32768  # FFmpeg's own image-size checks refuse larger frames
+PROBE_PACKETS = 256  # packets decoded at most to find the frame size of a stream whose header lacks it
+
+
+def _plausible_size(width: int, height: int) -> bool:
+    return 1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE
+
+
+def _probe_frame_size(path: str, stream_index: int) -> tuple[int, int] | None:
+    """Decode from the start of a fresh open until a frame with a plausible size comes out: ``(W, H)`` or None."""
+    try:
+        container = av.open(path, mode="r", metadata_errors="ignore")
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError):
+        return None
+    try:
+        stream = container.streams[stream_index]
+        stream.thread_count = 1
+        seen = 0
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                packet = None  # flush the decoder
+            except (av.error.FFmpegError, OSError):
+                return None
+            try:
+                frames = stream.decode(packet)
+            except (av.error.FFmpegError, OSError, ValueError):
+                frames = []
+            for frame in frames:
+                if _plausible_size(int(frame.width), int(frame.height)):
+                    return int(frame.width), int(frame.height)
+            seen += 1
+            if packet is None or seen >= PROBE_PACKETS:
+                return None
+    finally:
+        try:
+            container.close()
+        except Exception:
+            pass
+
+
+def _header_frame_estimate(container) -> int:
+    """The frame count decord's ``VideoReader`` reserves its tables for (see :attr:`FrameIndex.header_frame_estimate`)."""
+    best = 0
+    for s in container.streams.video:
+        count = int(s.frames or 0)
+        if count < 1:
+            rate = s.average_rate
+            duration = container.duration  # AV_TIME_BASE (microsecond) units
+            if rate and duration and duration > 0:
+                try:
+                    estimate = float(rate) * float(duration) / 1e6
+                except (OverflowError, ZeroDivisionError, ValueError):
+                    estimate = float("inf")
+                count = int(min(estimate, 2.0**62)) if estimate == estimate else 0
+        best = max(best, count)
+    return best
 
 
 class PyAVDecoder:
@@ -238,7 +316,9 @@ class PyAVDecoder:
         index = self._index
         self._want_pts = set(index.pts[p] for p in positions) if index.pts is not None else set()
         self._skip_below = positions[-1]
-        width, height = (size[1], size[0]) if size is not None else (None, None)
+        # At the native size convert to the indexed size too: a frame whose size differs from the stream's
+        # (a damaged header, a mid-stream size change) is scaled instead of breaking the output's shape.
+        width, height = (size[1], size[0]) if size is not None else (index.width, index.height)
         t = 0
         retreat = 0  # keyframes further back to seek after a seek landed past the target
         clean = False  # the current run started with a seek made for the current target
