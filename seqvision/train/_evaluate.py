@@ -50,7 +50,7 @@ def _plain(value):
 
 
 def evaluate(checkpoint_path: str | os.PathLike, *, split: str | None = None, cfg_overrides: list[str] | None = None,
-             out: str | os.PathLike | None = None, progress: bool = True) -> dict[str, Any]:
+             out: str | os.PathLike | None = None, progress: bool = True, meteor: bool = True) -> dict[str, Any]:
     """Evaluate a checkpoint on a split (the ``seqvision eval`` command).
 
     Args:
@@ -60,6 +60,8 @@ def evaluate(checkpoint_path: str | os.PathLike, *, split: str | None = None, cf
             ``data.root=/elsewhere``).
         out: folder for the outputs (default ``<checkpoint folder>/eval_<split>``).
         progress: tqdm bar.
+        meteor: captioning: also compute METEOR (Java; loading it takes a few seconds). The other caption
+            metrics do not depend on it.
 
     Returns:
         ``{"metrics": dict, "table": str, "split": str, "num_videos": int, "errors": [(path, reason)],
@@ -172,7 +174,7 @@ def evaluate(checkpoint_path: str | os.PathLike, *, split: str | None = None, cf
     else:
         from ..metrics import caption_scores
 
-        metrics = {k: float(v) for k, v in caption_scores(references, candidates).items()}
+        metrics = {k: float(v) for k, v in caption_scores(references, candidates, meteor=meteor).items()}
     metrics = _plain(metrics)
     scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     summary = {"checkpoint": str(path), "split": split, "task": task, "num_videos": len(predictions),
