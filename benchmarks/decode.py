@@ -48,6 +48,9 @@ QUICK_VIDEOS = {
     "1280x720_4s_gop60": (1280, 720, 4, 60, "h264", ".mp4"),
     "320x240_10s_gop250": (320, 240, 10, 250, "h264", ".mp4"),
 }
+SMOKE_VIDEOS = {  # the test suite's run: one tiny video, to keep the script working (not to measure)
+    "160x120_2s_gop25": (160, 120, 2, 25, "h264", ".mp4"),
+}
 FPS = 25
 
 
@@ -178,6 +181,7 @@ def contenders() -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="decode", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer, shorter videos and repetitions")
+    ap.add_argument("--smoke", action="store_true", help="one tiny video, one repetition (for the test suite)")
     ap.add_argument("--out", default="bench_out/decode", help="folder for results.json and decode.png")
     ap.add_argument("--reps", type=int, default=0, help="clips per contender and case (default 9, quick 5)")
     ap.add_argument("--only", default="", help="comma-separated video names to run")
@@ -187,10 +191,10 @@ def main(argv=None) -> int:
     warnings.simplefilter("ignore", RuntimeWarning)  # decord fallback notices are reported in the table
     out_dir = Path(args.out)
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
-    videos = QUICK_VIDEOS if args.quick else VIDEOS
+    videos = SMOKE_VIDEOS if args.smoke else QUICK_VIDEOS if args.quick else VIDEOS
     if args.only:
         videos = {k: v for k, v in {**VIDEOS, **QUICK_VIDEOS}.items() if k in args.only.split(",")}
-    reps = args.reps or (5 if args.quick else 9)
+    reps = args.reps or (1 if args.smoke else 5 if args.quick else 9)
     runners, notes = contenders()
     for k, v in notes.items():
         print(f"note: {k}: {v}", file=sys.stderr)
