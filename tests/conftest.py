@@ -24,3 +24,15 @@ def synthetic_dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synthetic")
     make_synthetic_dataset(out, num_videos=36, seed=0, size=32, min_frames=12, max_frames=20, progress=False)
     return out
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """One intra-op thread for the whole suite: the tests' models are tiny, and on a shared 2-core machine
+    OpenMP spin-waiting with 2 threads makes them 10-50x slower (OMP_NUM_THREADS above covers subprocesses)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

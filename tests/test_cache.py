@@ -20,16 +20,6 @@ from seqvision.features import FeatureCache, FeatureDataset, FrameEncoder, cache
 ENCODER = "mobilenet_v3_small"  # small and fast at 32 px
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, OpenMP spin-waiting with 2 threads under load is ~10x
-    slower for these tiny convolutions. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     """8 synthetic videos plus one bad file (text named .mp4) listed in the manifest."""

@@ -11,14 +11,6 @@ D = 12
 CAPTIONS = ["a man is running .", "a dog jumps over the fence", "two cats sleep"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def vocab():
     return Vocabulary.build(CAPTIONS)

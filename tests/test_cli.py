@@ -92,7 +92,7 @@ def test_cli_end_to_end(tmp_path):
     wrong = run("caption", "--checkpoint", cls_out / "best.pt", videos[0], check=False)
     assert wrong.returncode == 2 and "seqvision classify" in wrong.stderr
 
-    insp = run("inspect", "--checkpoint", cap_out / "best.pt", videos[0], "--out", tmp_path / "insp")
+    run("inspect", "--checkpoint", cap_out / "best.pt", videos[0], "--out", tmp_path / "insp")
     pngs = sorted(p.name for p in (tmp_path / "insp").glob("*.png"))
     assert "attention.png" in pngs and any(p.startswith("gates_layer0") for p in pngs)
     for p in (tmp_path / "insp").glob("*.png"):

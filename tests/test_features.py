@@ -22,16 +22,6 @@ from seqvision.features import (
 SAMPLE_DATA = Path(__import__("matplotlib").get_data_path()) / "sample_data"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, OpenMP spin-waiting with 2 threads under load is ~10x
-    slower for these tiny convolutions. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _video(b=2, t=3, size=64, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (b, t, 3, size, size), dtype=torch.uint8, generator=g)  # (B, T, C, H, W)

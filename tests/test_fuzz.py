@@ -12,7 +12,6 @@ import hashlib
 import re
 import time
 import warnings
-from pathlib import Path
 
 import pytest
 import torch

@@ -11,14 +11,6 @@ from seqvision.models import build_model, inspect
 D = 10
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 GATES = {"rnn": {"preactivation"}, "lstm": {"input", "forget", "cell_candidate", "output"},
          "gru": {"reset", "update", "candidate"}}
 

@@ -25,13 +25,6 @@ D = 12
 CELLS = ["rnn", "lstm", "gru"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny RNNs on a shared 2-core machine are ~50x slower with 2 intra-op threads (oversubscription)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 HEADS = ["last", "mean", "max", "attention"]
 
 

@@ -19,15 +19,6 @@ from seqvision.train import Trainer, TrainingError, load_checkpoint
 D, K, T = 6, 3, 8
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is faster, and fair to a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class TinyGRUClassifier(nn.Module):
     """A small real model with the task-model protocol (loss / predict), no dropout."""
 

@@ -7,7 +7,6 @@ tokenizer and METEOR; without Java we tokenise in Python (same tokens on plain E
 
 from __future__ import annotations
 
-import os
 import queue
 import shutil
 import subprocess
