@@ -23,9 +23,11 @@ NUM_VIDEOS = {"full": 360, "small": 60}
 def demo_configs(out: Path, *, small: bool = False, device: str = "auto") -> dict[str, dict]:
     """The three configs the demo trains (the same settings as configs/synthetic_*.yaml)."""
     base = {
-        "data": {"format": "synthetic", "root": str(out / "data"), "num_frames": 16, "size": 64,
+        # the 64x64 videos are upscaled to 96x96 at decode time: EfficientNet's last feature map is then 3x3
+        # (2x2 at 64), and 2x2 grid pooling keeps where the shape is (average pooling loses it: accuracy ~0.2)
+        "data": {"format": "synthetic", "root": str(out / "data"), "num_frames": 16, "size": 96,
                  "cache_dir": str(out / "features"), "num_workers": 2},
-        "encoder": {"name": "efficientnet_lite0", "weights": "DEFAULT", "pooling": "avg"},
+        "encoder": {"name": "efficientnet_lite0", "weights": "DEFAULT", "pooling": "grid", "grid": 2},
         "train": {"batch_size": 16, "device": device, "progress": False},  # one line per model instead
         "seed": 0,
     }
@@ -36,9 +38,9 @@ def demo_configs(out: Path, *, small: bool = False, device: str = "auto") -> dic
                      "train": {"epochs": 15, "lr": 0.002}},
         "frames": {"model": {"task": "frames", "cell": "gru", "layers": 2, "hidden": 64, "bidirectional": True},
                    "train": {"epochs": 15, "lr": 0.002}},
-        "caption": {"model": {"task": "caption", "cell": "lstm", "decoder": "attention", "hidden": 128,
-                              "embed_dim": 64, "attention_dim": 64, "max_caption_len": 12},
-                    "train": {"epochs": 25, "lr": 0.003, "metric": "CIDEr"},
+        "caption": {"model": {"preset": "sa_lstm", "task": "caption", "cell": "lstm", "decoder": "attention",
+                              "hidden": 128, "embed_dim": 64, "attention_dim": 64, "max_caption_len": 12},
+                    "train": {"epochs": 20, "lr": 0.003, "metric": "CIDEr"},
                     "eval": {"beam_size": 3}},
     }
     configs = {}
@@ -92,9 +94,9 @@ def run_demo(out: str | Path = "demo_out", *, small: bool = False, device: str =
 
     t = time.perf_counter()
     ext = extract_features(configs["classify"], progress=False)
-    print(f"[2/5] features   {enc.name} (ImageNet weights shipped offline), {data.num_frames} frames/clip at "
-          f"{data.size}x{data.size}, {enc.pooling} pooling -> D={ext.dim}: {ext.frames} frames, "
-          f"{ext.frames_per_s:.0f} frames/s ({_fmt(time.perf_counter() - t)})")
+    print(f"[2/5] features   EfficientNet-Lite0 (offline ImageNet weights), {data.num_frames} frames/clip at "
+          f"{data.size}px, {enc.pooling} pooling, D={ext.dim}: {ext.frames / max(ext.seconds, 1e-9):.0f} frames/s "
+          f"({_fmt(time.perf_counter() - t)})")
 
     what = {"classify": "classifier", "frames": "frame labeller", "caption": "captioner"}
     metrics: dict[str, dict] = {}
@@ -173,12 +175,14 @@ def run_demo(out: str | Path = "demo_out", *, small: bool = False, device: str =
     print(f"[5/5] report     predictions, gate and attention plots for {len(examples)} test videos "
           f"({_fmt(t_report)})")
     print(_line("="))
-    mark = (lambda ok: "goal met" if ok else "GOAL MISSED")
+    # the goals are for the full demo; the small one (tests) only checks that everything runs
+    mark = (lambda ok: "not checked with --small" if small else "met" if ok else "MISSED")
     print(f"clip classification   test accuracy  {acc:.3f}   (goal >= {GOALS['accuracy']:.2f}: "
           f"{mark(acc >= GOALS['accuracy'])})")
     print(f"frame labelling       frame accuracy {frame_acc:.3f}")
     print(f"captioning            BLEU-4         {bleu4:.3f}   (goal >= {GOALS['BLEU-4']:.2f}: "
-          f"{mark(bleu4 >= GOALS['BLEU-4'])})   CIDEr {cider:.3f}")
+          f"{mark(bleu4 >= GOALS['BLEU-4'])})")
+    print(f"                      CIDEr          {cider:.3f}")
     print(_line())
     for card, row in zip(cards, examples):
         print(f"{row['id']}: true {row['label']!r:<14} predicted {card['_pred']!r}")
