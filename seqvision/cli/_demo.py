@@ -64,7 +64,6 @@ def _fmt(seconds: float) -> str:
 
 def run_demo(out: str | Path = "demo_out", *, small: bool = False, device: str = "auto") -> dict:
     """Run the demo end to end; returns the summary dict (also written to ``<out>/summary.json``)."""
-    import logging
     import warnings
 
     from ..data import make_synthetic_dataset
