@@ -120,7 +120,8 @@ def inspect_video(checkpoint, video, *, out="inspect_out", device: str = "cpu") 
         raise VideoDecodeError(p, str(e))
     feats = pred.features(batch)
     lengths = batch["lengths"].to(pred.device)
-    ins = inspect(pred.model, feats, lengths)
+    opts = {"beam_size": pred.cfg.eval.beam_size} if pred.task == "caption" else {}  # the caption `caption` gives
+    ins = inspect(pred.model, feats, lengths, **opts)
     written: list[Path] = []
     L = int(batch["lengths"][0])
     written.append(frame_strip(batch["video"][0][:L], out / "frames.png"))
