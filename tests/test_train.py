@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -297,3 +298,27 @@ def test_end_to_end_synthetic_features_evaluate_and_load_model(tmp_path):
     with torch.inference_mode():
         feats = loaded.encoder(video)[0].float()  # (T, D)
     assert torch.allclose(feats, cached[0]["features"], atol=2e-2, rtol=1e-2)
+
+
+@pytest.mark.slow
+def test_raw_video_with_a_trainable_encoder_fine_tunes_end_to_end(tmp_path):
+    """train.input=video decodes clips every epoch and back-propagates into the CNN; the checkpoint carries the
+    fine-tuned encoder, which load_model gives back for inference."""
+    from seqvision.data import make_synthetic_dataset
+    from seqvision.features import build_encoder
+    from seqvision.train import load_model, train
+
+    make_synthetic_dataset(tmp_path / "synth", num_videos=18, size=32, min_frames=8, max_frames=10, progress=False)
+    cfg = load_config(overrides=["data.format=synthetic", f"data.root={tmp_path / 'synth'}", "data.num_frames=4",
+                                 "data.size=32", "data.num_workers=0", "encoder.name=resnet18",
+                                 "encoder.weights=none", "encoder.trainable=true", "train.input=video",
+                                 "model.hidden=8", "train.epochs=1", "train.batch_size=6", "train.device=cpu",
+                                 f"out={tmp_path / 'run'}"])
+    result = train(cfg, progress=False)
+    assert len(result.history) == 1 and math.isfinite(result.history[0]["train_loss"])
+    assert not (tmp_path / "run" / "features").exists()  # no feature cache on the raw-video path
+    loaded = load_model(result.last_checkpoint)
+    initial = build_encoder(cfg.encoder, seed=cfg.seed).state_dict()
+    tuned = loaded.encoder.state_dict()
+    changed = [k for k, v in tuned.items() if v.is_floating_point() and not torch.equal(v, initial[k])]
+    assert any(k.endswith("conv1.weight") for k in changed), "the CNN's first convolution did not train"
