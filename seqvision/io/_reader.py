@@ -37,7 +37,8 @@ class VideoReader:
         resize: with an int ``size``: ``"square"`` gives ``size x size``, ``"short_side"`` scales the short
             side to ``size`` keeping the aspect ratio.
         num_threads: decoder threads; 0 = FFmpeg's automatic choice.
-        dimension_order: ``"NCHW"`` -> frames ``(T, 3, H, W)``; ``"NHWC"`` -> ``(T, H, W, 3)``.
+        dimension_order: ``"NCHW"`` -> frames ``(T, 3, H, W)`` (a view in channels_last memory: no copy);
+            ``"NHWC"`` -> ``(T, H, W, 3)``.
         max_bytes: refuse one call that would return more than this many bytes of frames (``None`` = no
             limit); use a sampler, a smaller ``size`` or :meth:`iter_frames` instead.
 
@@ -220,7 +221,8 @@ class VideoReader:
             where = {p: j for j, p in enumerate(unique)}
             frames = torch.from_numpy(buf[[where[i] for i in idx]])  # (T, H, W, 3)
         if self.dimension_order == "NCHW":
-            frames = rearrange(frames, "t h w c -> t c h w").contiguous()
+            # a view, not a copy: (T, C, H, W) in channels_last memory, the layout the CNN encoders run in
+            frames = rearrange(frames, "t h w c -> t c h w")
         pts = torch.tensor([self._index.pts_seconds(i) for i in idx], dtype=torch.float64)
         return FrameBatch(data=frames, indices=idx, pts_seconds=pts)
 
