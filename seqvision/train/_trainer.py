@@ -570,9 +570,11 @@ class Trainer:
                 self.history.append(row)
                 state = self._state(epoch, optimizer, scheduler, scaler)  # collective in DDP: all ranks
                 if self.is_main:
-                    save_checkpoint(state, self.out / "last.pt")
+                    # best.pt first: last.pt is the resume point and records this epoch as the best, so a kill
+                    # between the two saves must not leave a last.pt that claims a best.pt never written
                     if improved:
                         save_checkpoint(state, self.out / "best.pt")
+                    save_checkpoint(state, self.out / "last.pt")
                     self._write_logs(row, writer)
                 dist_utils.barrier()
                 for cb in self.callbacks:
