@@ -69,7 +69,7 @@ def run_demo(out: str | Path = "demo_out", *, small: bool = False, device: str =
     from ..data import make_synthetic_dataset
     from ..features import extract_features
     from ..train import evaluate, train
-    from ._predict import inspect_video, predict_videos
+    from ._predict import Predictor, inspect_video, predict_videos
 
     t0 = time.perf_counter()
     out = Path(out).resolve()
@@ -121,16 +121,19 @@ def run_demo(out: str | Path = "demo_out", *, small: bool = False, device: str =
     t = time.perf_counter()
     examples = test_rows[:4]
     paths = [Path(manifest).parent / r["path"] for r in examples]
-    cls, _ = predict_videos(Path(configs["classify"].out) / "best.pt", paths, mode="classify", progress=False,
+    # load each checkpoint once for all the examples
+    classifier = Predictor(Path(configs["classify"].out) / "best.pt", device=device)
+    captioner = Predictor(Path(configs["caption"].out) / "best.pt", device=device)
+    cls, _ = predict_videos(classifier, paths, mode="classify", progress=False,
                             top_k=3)
-    cap, _ = predict_videos(Path(configs["caption"].out) / "best.pt", paths, mode="caption", progress=False)
+    cap, _ = predict_videos(captioner, paths, mode="caption", progress=False)
     report_dir = out / "report"
     report_dir.mkdir(exist_ok=True)
     cards = []
     for j, (row, path) in enumerate(zip(examples, paths)):
         ex_dir = report_dir / f"example{j}"
-        gate_pngs = inspect_video(Path(configs["classify"].out) / "best.pt", path, out=ex_dir / "classifier")
-        cap_pngs = inspect_video(Path(configs["caption"].out) / "best.pt", path, out=ex_dir / "captioner")
+        gate_pngs = inspect_video(classifier, path, out=ex_dir / "classifier")
+        cap_pngs = inspect_video(captioner, path, out=ex_dir / "captioner")
         c = next((r for r in cls if r["path"] == str(path)), None)
         k = next((r for r in cap if r["path"] == str(path)), None)
         strip = next(p for p in gate_pngs if p.name == "frames.png")

@@ -56,8 +56,10 @@ class Predictor:
 
 def predict_videos(checkpoint, videos, *, mode: str = "classify", device: str = "auto", batch_size: int = 8,
                    progress: bool = True, top_k: int = 5, beam_size: int | None = None):
-    """Run a checkpoint over video files. Returns (results, failed) where failed = [(path, reason)]."""
-    pred = Predictor(checkpoint, device=device)
+    """Run a checkpoint (a path, or a loaded :class:`Predictor` to reuse) over video files.
+
+    Returns (results, failed) where failed = [(path, reason)]."""
+    pred = checkpoint if isinstance(checkpoint, Predictor) else Predictor(checkpoint, device=device)
     allowed = {"classify": ("classify", "frames"), "caption": ("caption",)}[mode]
     if pred.task not in allowed:
         other = "caption" if pred.task == "caption" else "classify"
@@ -104,11 +106,13 @@ def predict_videos(checkpoint, videos, *, mode: str = "classify", device: str = 
 
 
 def inspect_video(checkpoint, video, *, out="inspect_out", device: str = "cpu") -> list[Path]:
-    """Plots of the gates and states of each RNN layer over the clip's frames, and attention when present."""
+    """Plots of the gates and states of each RNN layer over the clip's frames, and attention when present.
+
+    ``checkpoint`` is a path or a loaded :class:`Predictor` (reuse one for many videos)."""
     from ..models import inspect
     from ..report import frame_strip, plot_attention, plot_gates
 
-    pred = Predictor(checkpoint, device=device)
+    pred = checkpoint if isinstance(checkpoint, Predictor) else Predictor(checkpoint, device=device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     batches = list(pred.loader([Path(video)], batch_size=1, num_workers=0))
