@@ -56,6 +56,10 @@ class LastPool(nn.Module):
     def forward(self, enc: EncoderOutput) -> PoolOutput:
         return PoolOutput(enc.last)
 
+    def step(self, out: torch.Tensor, acc=None) -> tuple[torch.Tensor, None]:
+        """Online update with the new step's output ``out (B, H)``: the last step is the pooled vector."""
+        return out, None
+
 
 class MeanPool(nn.Module):
     """Mean over the valid steps."""
@@ -64,6 +68,11 @@ class MeanPool(nn.Module):
         count = enc.mask.sum(dim=1, keepdim=True).clamp(min=1).to(enc.outputs.dtype)  # (B, 1)
         return PoolOutput(enc.outputs.sum(dim=1) / count)  # outputs are zero at padded steps
 
+    def step(self, out: torch.Tensor, acc=None) -> tuple[torch.Tensor, tuple]:
+        """Online update: running sum and count, so the result at step t is the mean over steps ``0..t``."""
+        total, count = (out, 1) if acc is None else (acc[0] + out, acc[1] + 1)
+        return total / count, (total, count)
+
 
 class MaxPool(nn.Module):
     """Max over the valid steps."""
@@ -71,6 +80,11 @@ class MaxPool(nn.Module):
     def forward(self, enc: EncoderOutput) -> PoolOutput:
         masked = enc.outputs.masked_fill(~enc.mask[..., None], float("-inf"))  # (B, T, H)
         return PoolOutput(masked.amax(dim=1))
+
+    def step(self, out: torch.Tensor, acc=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Online update: the running maximum over steps ``0..t``."""
+        best = out if acc is None else torch.maximum(acc, out)
+        return best, best
 
 
 class AttentionPool(nn.Module):
@@ -86,6 +100,22 @@ class AttentionPool(nn.Module):
         weights = masked_softmax(scores, enc.mask)  # (B, T)
         pooled = torch.einsum("bt,btd->bd", weights, enc.outputs)  # (B, H)
         return PoolOutput(pooled, weights)
+
+    def step(self, out: torch.Tensor, acc=None) -> tuple[torch.Tensor, tuple]:
+        """Online update: attention over steps ``0..t`` with a running softmax normaliser (Milakov &
+        Gimelshein 2018, "Online normalizer calculation for softmax"): keeps the running max score ``m``, the
+        sum ``s`` of ``exp(score - m)`` and the weighted sum of outputs, rescaled when ``m`` grows. The result at
+        step t equals ``forward`` on the clip's first t+1 steps; O(1) work per step."""
+        score = self.score(torch.tanh(self.proj(out)))[..., 0]  # (B,)
+        if acc is None:
+            m, s, weighted = score, torch.ones_like(score), out
+        else:
+            m0, s0, w0 = acc
+            m = torch.maximum(m0, score)
+            old, new = torch.exp(m0 - m), torch.exp(score - m)  # (B,)
+            s = s0 * old + new
+            weighted = w0 * old[:, None] + out * new[:, None]  # (B, H)
+        return weighted / s[:, None], (m, s, weighted)
 
 
 def build_pool(head: str, dim: int, *, attention_dim: int = 128) -> nn.Module:
@@ -146,6 +176,21 @@ class ClipClassifier(nn.Module):
         logits = self.fc(self.mlp(self.dropout(pooled.pooled)))  # (B, K)
         return ClassifierOutput(logits, pooled.weights)
 
+    @torch.no_grad()
+    def step(self, x: torch.Tensor, state: tuple | None = None) -> tuple[torch.Tensor, tuple]:
+        """Online classification: one frame's features ``x (B, D)`` -> logits ``(B, K)`` of the clip so far.
+
+        The logits after step t equal ``forward`` on the first t+1 frames (float tolerance) for every pooling
+        head; O(1) work per frame. ``state``: the previous call's, or None to start a clip. Call in eval mode.
+
+        Raises:
+            ValueError: the encoder is bidirectional (see :meth:`SequenceEncoder.step`).
+        """
+        enc_state, pool_state = state if state is not None else (None, None)
+        out, enc_state = self.encoder.step(x, enc_state)  # (B, H)
+        pooled, pool_state = self.pool.step(out, pool_state)  # (B, H)
+        return self.fc(self.mlp(self.dropout(pooled))), (enc_state, pool_state)  # (B, K)
+
     def loss(self, x: torch.Tensor, lengths: torch.Tensor | None, batch: dict) -> torch.Tensor:
         """Cross-entropy against ``batch["label"] (B,)``."""
         logits = self(x, lengths).logits
@@ -182,6 +227,18 @@ class FrameLabeler(nn.Module):
         """``x (B, T, D)`` -> logits ``(B, T, K)``."""
         enc = self.encoder(x, lengths)
         return self.fc(self.dropout(enc.outputs))  # (B, T, K)
+
+    @torch.no_grad()
+    def step(self, x: torch.Tensor, state: tuple | None = None) -> tuple[torch.Tensor, tuple]:
+        """Online labelling: one frame's features ``x (B, D)`` -> that frame's logits ``(B, K)`` and the state.
+
+        Equals ``forward(...)[:, t]`` for a unidirectional encoder (float tolerance). Call in eval mode.
+
+        Raises:
+            ValueError: the encoder is bidirectional (see :meth:`SequenceEncoder.step`).
+        """
+        out, state = self.encoder.step(x, state)  # (B, H)
+        return self.fc(self.dropout(out)), state  # (B, K)
 
     def loss(self, x: torch.Tensor, lengths: torch.Tensor | None, batch: dict) -> torch.Tensor:
         """Cross-entropy against ``batch["frame_labels"] (B, T)``; -100 and padded steps are ignored."""
