@@ -24,6 +24,8 @@ from typing import Any, Literal, Union
 import yaml
 
 from .errors import ConfigError
+from .presets import _CHECKERS as _PRESET_CHECKERS
+from .presets import get_preset, list_presets, preset_model_section
 
 __all__ = [
     "Config",
@@ -88,7 +90,7 @@ class EncoderConfig:
 class ModelConfig:
     preset: str = ""  # named architecture ("lrcn", "s2vt", "sa_lstm", "keras_cnn_rnn"); fields below override
     task: Task = "classify"  # many-to-one "classify", many-to-many "frames" or "caption"
-    cell: Literal["rnn", "lstm", "gru"] = "lstm"
+    cell: Literal["rnn", "lstm", "gru", "mingru", "minlstm"] = "lstm"  # min*: parallel over time (Feng et al. 2024)
     nonlinearity: Literal["tanh", "relu"] = "tanh"  # vanilla RNN only
     layers: int = 1
     hidden: int = 256
@@ -99,6 +101,7 @@ class ModelConfig:
     input_norm: bool = False  # LayerNorm on the input features
     head: Literal["last", "mean", "max", "attention"] = "last"  # many-to-one pooling
     head_dropout: float = 0.5
+    head_hidden: list[int] = field(default_factory=list)  # dense ReLU layers before the classifier (Keras: [8])
     decoder: Literal["s2vt", "attention"] = "attention"  # captioning decoder
     embed_dim: int = 256  # word embedding size
     decoder_hidden: int = 0  # 0 = same as hidden
@@ -252,10 +255,8 @@ def config_from_dict(data: dict, *, source: str | None = None) -> Config:
     """
     model = data.get("model") if isinstance(data, dict) else None
     if isinstance(model, dict) and model.get("preset"):
-        from .models import get_preset  # presets live with the models; imported only when one is named
-
         try:
-            fields = get_preset(model["preset"]).fields
+            fields = preset_model_section(model["preset"])
         except ConfigError as exc:
             raise ConfigError(exc.key, exc.reason, source=source) from None
         data = {**data, "model": {**fields, **model}}
@@ -348,15 +349,7 @@ def validate(cfg: Config, *, source: str | None = None) -> None:
     _check(d.train_sampler in ("",) + allowed_samplers, "data.train_sampler",
            f"got {d.train_sampler!r}; allowed: '', {', '.join(map(repr, allowed_samplers))}", source)
     _check(d.sampler != "fps" or d.fps > 0, "data.fps", "must be > 0 when data.sampler is 'fps'", source)
-    _check(m.layers >= 1, "model.layers", f"must be >= 1, got {m.layers}", source)
-    _check(m.hidden >= 1, "model.hidden", f"must be >= 1, got {m.hidden}", source)
-    _check(all(h >= 1 for h in m.hidden_sizes), "model.hidden_sizes", "every size must be >= 1", source)
-    _check(0 <= m.dropout < 1, "model.dropout", f"must be in [0, 1), got {m.dropout}", source)
-    _check(0 <= m.head_dropout < 1, "model.head_dropout", f"must be in [0, 1), got {m.head_dropout}", source)
-    _check(0 <= m.scheduled_sampling <= 1, "model.scheduled_sampling", "must be in [0, 1]", source)
-    _check(m.max_caption_len >= 1, "model.max_caption_len", "must be >= 1", source)
-    _check(m.vocab_min_freq >= 1, "model.vocab_min_freq", "must be >= 1", source)
-    _check(m.vocab_max_size >= 5, "model.vocab_max_size", "must be >= 5 (4 special tokens + 1 word)", source)
+    validate_model(m, source=source)
     _check(cfg.encoder.grid >= 1, "encoder.grid", "must be >= 1", source)
     _check(cfg.encoder.chunk_size >= 1, "encoder.chunk_size", "must be >= 1", source)
     _check(t.epochs >= 1, "train.epochs", f"must be >= 1, got {t.epochs}", source)
@@ -371,6 +364,41 @@ def validate(cfg: Config, *, source: str | None = None) -> None:
     _check(bool(cfg.out), "out", "must name a run directory", source)
 
 
+def validate_model(m: ModelConfig, *, source: str | None = None) -> None:
+    """Range and cross-field checks of a ``model`` section (also run by ``seqvision.models.build_model``, which
+    may get a ModelConfig built in Python). Raises :class:`ConfigError` naming the ``model.<key>``."""
+    if m.preset:
+        get_preset(m.preset)  # an unknown name is a ConfigError naming model.preset
+    _check(m.layers >= 1, "model.layers", f"must be >= 1, got {m.layers}", source)
+    _check(not m.hidden_sizes or m.layers in (1, len(m.hidden_sizes)), "model.layers",
+           f"is {m.layers} but model.hidden_sizes has {len(m.hidden_sizes)} entries: leave layers at 1 or make "
+           "them agree", source)
+    _check(m.hidden >= 1, "model.hidden", f"must be >= 1, got {m.hidden}", source)
+    _check(all(h >= 1 for h in m.hidden_sizes), "model.hidden_sizes", "every size must be >= 1", source)
+    _check(all(h >= 1 for h in m.head_hidden), "model.head_hidden", "every width must be >= 1", source)
+    _check(m.input_proj >= 0, "model.input_proj", f"must be >= 0 (0 = none), got {m.input_proj}", source)
+    _check(m.embed_dim >= 1, "model.embed_dim", f"must be >= 1, got {m.embed_dim}", source)
+    _check(m.decoder_hidden >= 0, "model.decoder_hidden", "must be >= 0 (0 = model.hidden)", source)
+    _check(m.attention_dim >= 1, "model.attention_dim", f"must be >= 1, got {m.attention_dim}", source)
+    _check(0 <= m.dropout < 1, "model.dropout", f"must be in [0, 1), got {m.dropout}", source)
+    _check(0 <= m.head_dropout < 1, "model.head_dropout", f"must be in [0, 1), got {m.head_dropout}", source)
+    _check(0 <= m.scheduled_sampling <= 1, "model.scheduled_sampling", "must be in [0, 1]", source)
+    _check(m.max_caption_len >= 1, "model.max_caption_len", "must be >= 1", source)
+    _check(m.vocab_min_freq >= 1, "model.vocab_min_freq", "must be >= 1", source)
+    _check(m.vocab_max_size >= 5, "model.vocab_max_size", "must be >= 5 (4 special tokens + 1 word)", source)
+
+
+def _check_preset_fields(name: str, fields: dict) -> None:
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = sorted(set(fields) - known - {"preset"})
+    _check(not unknown, "model.preset", f"preset {name!r} sets unknown ModelConfig fields {unknown}", None)
+
+
+_PRESET_CHECKERS.append(_check_preset_fields)
+for _name in list_presets():
+    _check_preset_fields(_name, get_preset(_name).fields)
+
+
 def check_paths(cfg: Config) -> None:
     """Check that the dataset paths exist (call before any work starts that reads them)."""
     if cfg.data.format == "synthetic":
@@ -382,4 +410,4 @@ def check_paths(cfg: Config) -> None:
                f"path does not exist: {cfg.data.annotations}", None)
 
 
-__all__ += ["validate", "check_paths"]
+__all__ += ["validate", "validate_model", "check_paths"]

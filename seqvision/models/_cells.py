@@ -7,6 +7,12 @@ Equations (PyTorch's, gate order in the weights in brackets):
     LSTM [i, f, g, o]: i = s(.), f = s(.), g = tanh(.) (input modulation / cell candidate), o = s(.)
           c_t = f * c_{t-1} + i * g;  h_t = o * tanh(c_t)
     GRU  [r, z, n]: r = s(.), z = s(.), n = tanh(W_in x + b_in + r * (W_hn h + b_hn));  h_t = (1 - z) * n + z * h
+
+The minimal cells of Feng et al. 2024 ("Were RNNs All We Needed?", arXiv:2410.01201), from a :class:`MinRNN`'s
+weights (``linear`` of each layer, blocks in brackets), written in linear space without any scan, so they are an
+independent check of the log-space parallel scan in ``_minrnn.py``; g(x) = x + 0.5 (x >= 0), sigmoid(x) (x < 0):
+    minGRU  [z, h~]:     z = s(.), c = g(.);  h_t = (1 - z) * h_{t-1} + z * c
+    minLSTM [f, i, h~]:  f = s(.), i = s(.), c = g(.);  f' = f / (f + i), i' = i / (f + i);  h_t = f' h_{t-1} + i' c
 """
 
 from __future__ import annotations
@@ -16,12 +22,16 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ._minrnn import MinRNN
+
 __all__ = ["reference_forward", "ReferenceOutput", "LayerTrace", "GATE_NAMES"]
 
 GATE_NAMES = {
     "rnn": ("preactivation",),
     "lstm": ("input", "forget", "cell_candidate", "output"),
     "gru": ("reset", "update", "candidate"),
+    "mingru": ("update", "candidate"),
+    "minlstm": ("forget", "input", "candidate"),  # normalised f', i' (what the recurrence applies)
 }
 
 
@@ -46,14 +56,16 @@ class ReferenceOutput:
     traces: list[LayerTrace]
 
 
-def _kind(module: nn.RNNBase) -> str:
+def _kind(module: nn.Module) -> str:
+    if isinstance(module, MinRNN):
+        return module.mode
     if isinstance(module, nn.LSTM):
         return "lstm"
     if isinstance(module, nn.GRU):
         return "gru"
     if isinstance(module, nn.RNN):
         return "rnn"
-    raise TypeError(f"expected nn.RNN, nn.LSTM or nn.GRU, got {type(module).__name__}")
+    raise TypeError(f"expected nn.RNN, nn.LSTM, nn.GRU or MinRNN, got {type(module).__name__}")
 
 
 def _run_direction(kind: str, module: nn.RNNBase, suffix: str, x: torch.Tensor, h: torch.Tensor,
@@ -99,13 +111,54 @@ def _run_direction(kind: str, module: nn.RNNBase, suffix: str, x: torch.Tensor, 
     return (stack(hs), h, c, {n: stack(v) for n, v in gates.items()}, stack(cs) if kind == "lstm" else None)
 
 
+def _run_min_layer(kind: str, linear: nn.Linear, x: torch.Tensor, h: torch.Tensor):
+    """One minGRU/minLSTM layer over ``x (B, T, D)`` from ``h (B, H)``, step by step in linear space."""
+    pre = linear(x)  # (B, T, G*H): the gates read only the input
+    sig = torch.sigmoid
+    act = lambda v: torch.where(v >= 0, v + 0.5, sig(v))  # noqa: E731  g of the minGRU paper
+    names = GATE_NAMES[kind]
+    gates = {n: [] for n in names}
+    hs = []
+    for t in range(x.shape[1]):
+        if kind == "mingru":
+            kz, kh = pre[:, t].chunk(2, dim=-1)
+            z, c = sig(kz), act(kh)
+            h = (1 - z) * h + z * c
+            gates["update"].append(z)
+            gates["candidate"].append(c)
+        else:
+            kf, ki, kh = pre[:, t].chunk(3, dim=-1)
+            f, i, c = sig(kf), sig(ki), act(kh)
+            f, i = f / (f + i), i / (f + i)
+            h = f * h + i * c
+            gates["forget"].append(f)
+            gates["input"].append(i)
+            gates["candidate"].append(c)
+        hs.append(h)
+    stack = lambda seq: torch.stack(seq, dim=1)  # noqa: E731  list of (B, H) -> (B, T, H)
+    return stack(hs), h, {n: stack(v) for n, v in gates.items()}
+
+
+def _reference_min(module: MinRNN, seq: torch.Tensor, h0: torch.Tensor | None) -> ReferenceOutput:
+    B, H = seq.shape[0], module.hidden_size
+    traces, h_n = [], []
+    inp = seq
+    for layer, cell in enumerate(module.cells):
+        h = seq.new_zeros(B, H) if h0 is None else h0[layer]
+        inp, h, gates = _run_min_layer(module.mode, cell.linear, inp, h)
+        h_n.append(h)
+        traces.append(LayerTrace(layer, "forward", gates, inp, None))
+    return ReferenceOutput(inp, torch.stack(h_n), None, traces)
+
+
 @torch.no_grad()
 def reference_forward(module: nn.RNNBase, x: torch.Tensor, hx=None) -> ReferenceOutput:
     """Run ``module``'s weights through the step-by-step reference cells.
 
     Args:
         module: an ``nn.RNN``, ``nn.LSTM`` or ``nn.GRU`` (any layers, bidirectional, batch_first or not;
-            ``proj_size`` not supported). Inter-layer dropout is not applied (eval semantics).
+            ``proj_size`` not supported), or a :class:`MinRNN` (minGRU / minLSTM, one direction).
+            Inter-layer dropout is not applied (eval semantics).
         x: input as the module takes it (batched).
         hx: initial state as the module takes it (``h0`` or ``(h0, c0)``), default zeros.
 
@@ -117,6 +170,8 @@ def reference_forward(module: nn.RNNBase, x: torch.Tensor, hx=None) -> Reference
         raise ValueError("reference_forward does not support LSTM proj_size > 0")
     if x.dim() != 3:
         raise ValueError(f"x must be batched (3 dims), got shape {tuple(x.shape)}")
+    if isinstance(module, MinRNN):
+        return _reference_min(module, x, hx)
     seq = x if module.batch_first else x.transpose(0, 1)  # (B, T, D)
     B = seq.shape[0]
     dirs = 2 if module.bidirectional else 1

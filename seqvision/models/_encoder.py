@@ -14,9 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import torch
 from einops import rearrange, repeat
 from torch import nn
+
+from ._minrnn import MIN_CELLS, MinRNN
 
 __all__ = ["SequenceEncoder", "EncoderOutput", "reverse_padded", "lengths_to_mask", "check_lengths"]
 
@@ -90,7 +94,12 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 def make_rnn(cell: str, input_size: int, hidden: int, *, num_layers: int = 1, dropout: float = 0.0,
              nonlinearity: str = "tanh", bidirectional: bool = False) -> nn.RNNBase:
-    """A batch-first ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``."""
+    """A batch-first ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``, or a :class:`MinRNN` (``"mingru"`` / ``"minlstm"``,
+    parallel over time, called like ``nn.GRU``; one direction only: bidirectional stacks are built by the caller)."""
+    if cell in MIN_CELLS:
+        if bidirectional:
+            raise ValueError(f"make_rnn: cell {cell!r} is unidirectional; build the backward direction separately")
+        return MinRNN(cell, input_size, hidden, num_layers=num_layers, dropout=dropout)
     kwargs = dict(num_layers=num_layers, batch_first=True, bidirectional=bidirectional,
                   dropout=dropout if num_layers > 1 else 0.0)
     if cell == "rnn":
@@ -146,7 +155,9 @@ class SequenceEncoder(nn.Module):
 
     Args:
         input_dim: D, the feature width.
-        cell: ``"rnn"`` (vanilla, ``nonlinearity`` tanh/relu), ``"lstm"`` or ``"gru"``.
+        cell: ``"rnn"`` (vanilla, ``nonlinearity`` tanh/relu), ``"lstm"``, ``"gru"``, or the parallel-in-time
+            ``"mingru"`` / ``"minlstm"`` of Feng et al. 2024 (:mod:`seqvision.models._minrnn`; the same padding
+            handling applies: their scan is causal, the backward direction reads each clip reversed).
         hidden: hidden size H of every layer (ignored when ``hidden_sizes`` is given).
         layers: number of stacked layers.
         hidden_sizes: per-layer widths, e.g. ``[16, 8]``: stacked single-layer modules of different widths.
@@ -154,6 +165,15 @@ class SequenceEncoder(nn.Module):
         dropout: dropout between layers (training only).
         input_proj: if > 0, a linear projection of the features to this width before the RNN.
         input_norm: LayerNorm on the input features (before the projection).
+
+    Feature standardisation: every path into the RNN (``forward``, ``step``, inspection) first maps the features
+    to ``(x - feature_mean) / feature_std`` with the per-dimension buffers ``feature_mean`` / ``feature_std``
+    ``(D,)`` float32. They are identity (0 / 1) until :meth:`set_feature_stats` stores the training split's
+    statistics (the trainer does this once, from the feature cache); being buffers, they travel in the
+    ``state_dict`` and so in every checkpoint. Without them a CNN's features (random-init ResNet: per-dimension
+    means ~5x the spread, cosine 0.97 between unrelated frames) drive the gates into saturation and the model
+    sees almost only a constant; see README "Learning from any encoder". A state dict from before the buffers
+    existed loads as identity.
 
     Example:
         >>> enc = SequenceEncoder(64, cell="gru", hidden=32, layers=2, bidirectional=True)
@@ -166,12 +186,14 @@ class SequenceEncoder(nn.Module):
                  hidden_sizes: list[int] | tuple[int, ...] = (), bidirectional: bool = False, dropout: float = 0.0,
                  nonlinearity: str = "tanh", input_proj: int = 0, input_norm: bool = False):
         super().__init__()
-        if cell not in _RNN_CLASSES:
-            raise ValueError(f"cell must be one of {sorted(_RNN_CLASSES)}, got {cell!r}")
+        if cell not in _RNN_CLASSES and cell not in MIN_CELLS:
+            raise ValueError(f"cell must be one of {sorted(_RNN_CLASSES) + sorted(MIN_CELLS)}, got {cell!r}")
         self.cell = cell
         self.input_dim = input_dim
         self.bidirectional = bidirectional
         self.dirs = 2 if bidirectional else 1
+        self.register_buffer("feature_mean", torch.zeros(input_dim))  # (D,) set by set_feature_stats
+        self.register_buffer("feature_std", torch.ones(input_dim))  # (D,)
         self.norm = nn.LayerNorm(input_dim) if input_norm else nn.Identity()
         self.proj = nn.Linear(input_dim, input_proj) if input_proj > 0 else nn.Identity()
         width = input_proj if input_proj > 0 else input_dim
@@ -183,9 +205,55 @@ class SequenceEncoder(nn.Module):
                                  nonlinearity=nonlinearity))
             width = stacks[-1].out_dim
         self.stacks = nn.ModuleList(stacks)
+        self._init_input_weights(input_proj if input_proj > 0 else input_dim)
         self.drop = nn.Dropout(dropout)  # between stacks of different widths
         self.hidden = plan[-1][0]
         self.out_dim = width
+
+    @torch.no_grad()
+    def _init_input_weights(self, width: int) -> None:
+        """First layer's input weights ~ U(+-1/sqrt(max(D, H))) (a fan-in init, as ``nn.Linear``'s) instead of
+        PyTorch's U(+-1/sqrt(H)): with D = 5120 grid features and H = 128 the default gives gate pre-activations
+        of std ~3.6 even on standardised inputs (saturated sigmoids, vanishing gradients); this gives <= ~0.6.
+        Never larger than the default, so small inputs (D <= H) keep PyTorch's init."""
+        for module, stack, _direction, offset in self.rnn_modules():
+            if stack != 0 or offset != 0 or not isinstance(module, nn.RNNBase) or width <= module.hidden_size:
+                continue
+            bound = 1.0 / math.sqrt(width)
+            nn.init.uniform_(module.weight_ih_l0, -bound, bound)
+
+    @torch.no_grad()
+    def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Store per-dimension feature statistics ``mean``, ``std`` ``(D,)`` (from the training split only).
+
+        Dimensions whose ``std`` is below ``1e-6 * max(std)`` (dead ReLU channels, constant cells) get 1, so
+        they are centred but never amplified. Raises ValueError if a shape is not ``(D,)`` or a value is not
+        finite.
+        """
+        mean = torch.as_tensor(mean, dtype=torch.float32).detach().cpu()
+        std = torch.as_tensor(std, dtype=torch.float32).detach().cpu()
+        for name, t in (("mean", mean), ("std", std)):
+            if t.shape != (self.input_dim,):
+                raise ValueError(f"set_feature_stats: {name} must have shape (D,)=({self.input_dim},), "
+                                 f"got {tuple(t.shape)}")
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(f"set_feature_stats: {name} has non-finite values")
+        floor = 1e-6 * float(std.abs().max()) if std.numel() else 0.0
+        std = torch.where(std > floor, std, torch.ones_like(std))
+        self.feature_mean.copy_(mean)
+        self.feature_std.copy_(std)
+
+    def embed_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (..., D)`` -> what the first RNN layer reads ``(..., D')``: standardise, LayerNorm, projection."""
+        x = (x - self.feature_mean.to(x.dtype)) / self.feature_std.to(x.dtype)
+        return self.proj(self.norm(x))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints written before the standardisation buffers existed: identity statistics
+        for name, fill in (("feature_mean", 0.0), ("feature_std", 1.0)):
+            if prefix + name not in state_dict:
+                state_dict[prefix + name] = torch.full((self.input_dim,), fill)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> EncoderOutput:
         """Encode ``x (B, T, D)``; ``lengths (B,)`` real frames per clip (None: all ``T``)."""
@@ -198,7 +266,7 @@ class SequenceEncoder(nn.Module):
         lengths = check_lengths(lengths, B, T, x.device)
         mask = lengths_to_mask(lengths, T)  # (B, T)
         rev_index = _reverse_index(lengths, T) if self.bidirectional and not full else None  # (B, T)
-        h = self.proj(self.norm(x))  # (B, T, D')
+        h = self.embed_input(x)  # (B, T, D')
         for i, stack in enumerate(self.stacks):
             if i > 0:
                 h = self.drop(h)
