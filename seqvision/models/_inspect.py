@@ -22,7 +22,8 @@ class LayerInspection:
     """One layer and direction of the encoder over the clip's ``T`` real steps (time in clip order).
 
     ``gates``: LSTM ``input``, ``forget``, ``cell_candidate`` (g, input modulation), ``output``;
-    GRU ``reset``, ``update``, ``candidate``; vanilla RNN ``preactivation``. Each ``(T, H)``.
+    GRU ``reset``, ``update``, ``candidate``; vanilla RNN ``preactivation``; minGRU ``update`` (z), ``candidate``
+    (g(.)); minLSTM ``forget``, ``input`` (normalised: f' + i' = 1), ``candidate``. Each ``(T, H)``.
     """
 
     layer: int  # 0-based, counted over the whole encoder (hidden_sizes stacks included)
@@ -30,7 +31,7 @@ class LayerInspection:
     gates: dict[str, np.ndarray]
     hidden: np.ndarray  # (T, H)
     cell: np.ndarray | None  # (T, H), LSTM only
-    kind: str = ""  # "rnn" | "lstm" | "gru"
+    kind: str = ""  # "rnn" | "lstm" | "gru" | "mingru" | "minlstm"
 
     def __repr__(self) -> str:
         return (f"LayerInspection(layer={self.layer}, direction={self.direction!r}, gates={sorted(self.gates)}, "
@@ -42,7 +43,7 @@ class Inspection:
     """What :func:`inspect` found for one clip.
 
     Attributes:
-        cell: ``"rnn"``, ``"lstm"`` or ``"gru"``.
+        cell: ``"rnn"``, ``"lstm"``, ``"gru"``, ``"mingru"`` or ``"minlstm"``.
         length: T, the clip's real frames.
         layers: one :class:`LayerInspection` per layer and direction (forward before backward).
         outputs: ``(T, H*dirs)`` the encoder's top-layer output (from the reference cells).
@@ -105,7 +106,7 @@ def inspect(model: nn.Module, x: torch.Tensor, lengths: torch.Tensor | int | Non
 
     layers: list[LayerInspection] = []
     with eval_mode(model):
-        h = encoder.proj(encoder.norm(x1))  # (1, T, D')
+        h = encoder.embed_input(x1)  # (1, T, D'): standardised, as in forward
         layer = 0
         for stack in encoder.stacks:
             if not stack.bidirectional:
