@@ -13,6 +13,7 @@ from torch import nn
 from ..data.vocab import Vocabulary
 from ._encoder import SequenceEncoder, make_rnn
 from ._heads import eval_mode, masked_softmax
+from ._output import ModelOutput
 
 __all__ = ["Captioner", "CaptionerOutput", "AdditiveAttention", "shift_for_teacher_forcing"]
 
@@ -49,12 +50,7 @@ class AdditiveAttention(nn.Module):
         return torch.einsum("nt,ntm->nm", weights, memory), weights
 
 
-@dataclass
-class CaptionerOutput:
-    """Teacher-forced result: ``logits (B, L, V)``, ``attention (B, L, T)`` (attention decoder only)."""
-
-    logits: torch.Tensor
-    attention: torch.Tensor | None = None
+CaptionerOutput = ModelOutput  # the name of seqvision 0.1; every task model returns a ModelOutput
 
 
 @dataclass
@@ -98,9 +94,7 @@ class Captioner(nn.Module):
                  nonlinearity: str = "tanh"):
         super().__init__()
         if decoder not in ("s2vt", "attention"):
-            from ..errors import ConfigError
-
-            raise ConfigError("model.decoder", f"got {decoder!r}; allowed: 's2vt', 'attention'")
+            raise ValueError(f"Captioner: decoder must be 's2vt' or 'attention', got {decoder!r}")
         self.encoder = encoder
         self.vocab = vocab
         self.decoder_kind = decoder
@@ -170,13 +164,14 @@ class Captioner(nn.Module):
             texts.append(c)
         return self.vocab.encode_batch(texts, max_len=self.max_len, device=device)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None, inputs: torch.Tensor) -> CaptionerOutput:
-        """Teacher-forced decoding of decoder ``inputs (B, L)`` (from :func:`shift_for_teacher_forcing`)."""
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None, inputs: torch.Tensor) -> ModelOutput:
+        """Teacher-forced decoding of decoder ``inputs (B, L)`` (from :func:`shift_for_teacher_forcing`) ->
+        :class:`ModelOutput` with ``logits (B, L, V)`` and ``attention (B, L, T)`` (attention decoder)."""
         memory, state = self._encode(x, lengths)
         ss = self.scheduled_sampling if self.training else 0.0
         if self.attention is None and ss == 0.0:
             out, _ = self._run_rnn(self.embed(inputs), state)  # (B, L, Hd): one fused call
-            return CaptionerOutput(self.out(self.dropout(out)))
+            return ModelOutput(logits=self.out(self.dropout(out)))
         logits, attns = [], []
         words = inputs[:, 0]
         for t in range(inputs.shape[1]):
@@ -190,7 +185,7 @@ class Captioner(nn.Module):
             logits.append(step_logits)
             attns.append(attn)
         attention = torch.stack(attns, dim=1) if self.attention is not None else None  # (B, L, T)
-        return CaptionerOutput(torch.stack(logits, dim=1), attention)  # (B, L, V)
+        return ModelOutput(logits=torch.stack(logits, dim=1), attention=attention)  # (B, L, V)
 
     def loss(self, x: torch.Tensor, lengths: torch.Tensor | None, batch: dict) -> torch.Tensor:
         """Cross-entropy of the next word, teacher forced, on ``batch["captions"]`` (one string per clip);
@@ -206,7 +201,8 @@ class Captioner(nn.Module):
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, lengths: torch.Tensor | None = None, *, beam_size: int = 1,
-                max_len: int | None = None, length_penalty: float = 1.0, temperature: float | None = None) -> dict:
+                max_len: int | None = None, length_penalty: float = 1.0,
+                temperature: float | None = None) -> ModelOutput:
         """Generate a caption per clip.
 
         Args:
@@ -218,9 +214,9 @@ class Captioner(nn.Module):
                 (``beam_size`` must be 1).
 
         Returns:
-            ``{"tokens" (B, L) ids ending in <eos> then <pad>, "texts" list[str], "scores" (B,),
-            "beam_tokens" (B, K, L), "beam_scores" (B, K) sorted best first}`` plus ``"attention" (B, L, T)``
-            for the attention decoder (zero after ``<eos>``).
+            :class:`ModelOutput` with ``tokens (B, L)`` ids ending in <eos> then <pad>, ``texts`` (B strings),
+            ``scores (B,)``, ``beam_tokens (B, K, L)``, ``beam_scores (B, K)`` sorted best first, and
+            ``attention (B, L, T)`` for the attention decoder (zero after ``<eos>``).
         """
         if beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
@@ -240,11 +236,8 @@ class Captioner(nn.Module):
                                                                       length_penalty)
                 tokens, scores = beam_tokens[:, 0], beam_scores[:, 0]
                 attention = None if beam_attention is None else beam_attention[:, 0]
-        result = {"tokens": tokens, "texts": [self.vocab.decode(row) for row in tokens.tolist()],
-                  "scores": scores, "beam_tokens": beam_tokens, "beam_scores": beam_scores}
-        if attention is not None:
-            result["attention"] = attention
-        return result
+        return ModelOutput(tokens=tokens, texts=[self.vocab.decode(row) for row in tokens.tolist()], scores=scores,
+                           beam_tokens=beam_tokens, beam_scores=beam_scores, attention=attention)
 
     def _next_logp(self, logits: torch.Tensor, t: int, max_len: int) -> torch.Tensor:
         logp = logits.float().log_softmax(-1)  # (N, V)
