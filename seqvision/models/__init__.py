@@ -4,7 +4,7 @@ cells and inspection, presets and the ``build_model`` factory.
 Example:
     >>> from seqvision.models import build_model, resolve_preset
     >>> model = build_model(resolve_preset({"preset": "lrcn", "hidden": 32}), input_dim=512, num_classes=5)
-    >>> model.predict(torch.randn(2, 16, 512), torch.tensor([16, 9]))["probs"].shape
+    >>> model.predict(torch.randn(2, 16, 512), torch.tensor([16, 9])).probs.shape
     torch.Size([2, 5])
 """
 
@@ -23,10 +23,21 @@ from ._heads import (
     masked_softmax,
 )
 from ._inspect import Inspection, LayerInspection, inspect
-from ._registry import Preset, build_model, get_preset, list_presets, register_preset, resolve_preset
+from ._output import ModelOutput
+from ._registry import (
+    Preset,
+    build_model,
+    get_preset,
+    list_presets,
+    register_model,
+    register_preset,
+    resolve_preset,
+)
 
 __all__ = [
     "build_model",
+    "register_model",
+    "ModelOutput",
     "resolve_preset",
     "register_preset",
     "list_presets",

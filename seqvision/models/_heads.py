@@ -11,6 +11,7 @@ from einops import rearrange
 from torch import nn
 
 from ._encoder import EncoderOutput, SequenceEncoder
+from ._output import ModelOutput
 
 __all__ = [
     "LastPool",
@@ -20,6 +21,7 @@ __all__ = [
     "PoolOutput",
     "ClipClassifier",
     "ClassifierOutput",
+    "ModelOutput",
     "FrameLabeler",
     "build_pool",
     "masked_softmax",
@@ -128,17 +130,10 @@ def build_pool(head: str, dim: int, *, attention_dim: int = 128) -> nn.Module:
         return MaxPool()
     if head == "attention":
         return AttentionPool(dim, attention_dim)
-    from ..errors import ConfigError
-
-    raise ConfigError("model.head", f"got {head!r}; allowed: 'last', 'mean', 'max', 'attention'")
+    raise ValueError(f"build_pool: head must be 'last', 'mean', 'max' or 'attention', got {head!r}")
 
 
-@dataclass
-class ClassifierOutput:
-    """``logits (B, K)`` and, for attention pooling, ``attention (B, T)``."""
-
-    logits: torch.Tensor
-    attention: torch.Tensor | None = None
+ClassifierOutput = ModelOutput  # the name of seqvision 0.1; every task model returns a ModelOutput
 
 
 class ClipClassifier(nn.Module):
@@ -169,12 +164,13 @@ class ClipClassifier(nn.Module):
         self.mlp = nn.Sequential(*layers) if layers else nn.Identity()
         self.fc = nn.Linear(width, num_classes)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> ClassifierOutput:
-        """``x (B, T, D)``, ``lengths (B,)`` -> :class:`ClassifierOutput` (logits ``(B, K)``)."""
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> ModelOutput:
+        """``x (B, T, D)``, ``lengths (B,)`` -> :class:`ModelOutput` with ``logits (B, K)`` and, for attention
+        pooling, ``attention (B, T)``."""
         enc = self.encoder(x, lengths)
         pooled = self.pool(enc)  # (B, H)
         logits = self.fc(self.mlp(self.dropout(pooled.pooled)))  # (B, K)
-        return ClassifierOutput(logits, pooled.weights)
+        return ModelOutput(logits=logits, attention=pooled.weights)
 
     @torch.no_grad()
     def step(self, x: torch.Tensor, state: tuple | None = None) -> tuple[torch.Tensor, tuple]:
@@ -197,18 +193,16 @@ class ClipClassifier(nn.Module):
         return F.cross_entropy(logits.float(), torch.as_tensor(batch["label"], device=logits.device))
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> dict:
-        """``{"logits" (B, K), "probs" (B, K), "preds" (B,)}`` plus ``"attention" (B, T)`` for attention pooling.
+    def predict(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> ModelOutput:
+        """:class:`ModelOutput` with ``logits (B, K)`` float32, ``probs (B, K)``, ``preds (B,)`` and, for
+        attention pooling, ``attention (B, T)``.
 
         Runs in eval mode (the module's mode is restored after).
         """
         with eval_mode(self):
             out = self(x, lengths)
         logits = out.logits.float()
-        result = {"logits": logits, "probs": logits.softmax(-1), "preds": logits.argmax(-1)}
-        if out.attention is not None:
-            result["attention"] = out.attention
-        return result
+        return ModelOutput(logits=logits, attention=out.attention, probs=logits.softmax(-1), preds=logits.argmax(-1))
 
 
 class FrameLabeler(nn.Module):
@@ -223,10 +217,10 @@ class FrameLabeler(nn.Module):
         self.dropout = nn.Dropout(head_dropout)
         self.fc = nn.Linear(encoder.out_dim, num_classes)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """``x (B, T, D)`` -> logits ``(B, T, K)``."""
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> ModelOutput:
+        """``x (B, T, D)`` -> :class:`ModelOutput` with ``logits (B, T, K)``."""
         enc = self.encoder(x, lengths)
-        return self.fc(self.dropout(enc.outputs))  # (B, T, K)
+        return ModelOutput(logits=self.fc(self.dropout(enc.outputs)))  # (B, T, K)
 
     @torch.no_grad()
     def step(self, x: torch.Tensor, state: tuple | None = None) -> tuple[torch.Tensor, tuple]:
@@ -242,7 +236,7 @@ class FrameLabeler(nn.Module):
 
     def loss(self, x: torch.Tensor, lengths: torch.Tensor | None, batch: dict) -> torch.Tensor:
         """Cross-entropy against ``batch["frame_labels"] (B, T)``; -100 and padded steps are ignored."""
-        logits = self(x, lengths)  # (B, T, K)
+        logits = self(x, lengths).logits  # (B, T, K)
         B, T, _ = logits.shape
         targets = torch.as_tensor(batch["frame_labels"], device=logits.device).long()[:, :T]  # (B, T)
         if targets.shape != (B, T):
@@ -254,13 +248,14 @@ class FrameLabeler(nn.Module):
                                ignore_index=-100)
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> dict:
-        """``{"logits" (B, T, K), "probs" (B, T, K), "preds" (B, T)}``; padded steps of ``preds`` are -100."""
+    def predict(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> ModelOutput:
+        """:class:`ModelOutput` with ``logits (B, T, K)`` float32, ``probs (B, T, K)``, ``preds (B, T)``;
+        padded steps of ``preds`` are -100."""
         with eval_mode(self):
-            logits = self(x, lengths).float()
+            logits = self(x, lengths).logits.float()
         preds = logits.argmax(-1)  # (B, T)
         if lengths is not None:
             T = logits.shape[1]
             mask = torch.arange(T, device=logits.device)[None] < torch.as_tensor(lengths, device=logits.device)[:, None]
             preds = preds.masked_fill(~mask, -100)
-        return {"logits": logits, "probs": logits.softmax(-1), "preds": preds}
+        return ModelOutput(logits=logits, probs=logits.softmax(-1), preds=preds)
