@@ -1,0 +1,12 @@
+"""seqvision.stream: online inference. A checkpoint run frame by frame with carried state on live sources
+(files, files still being written, network streams, capture devices), long videos labelled window by window.
+
+Example:
+    >>> from seqvision.stream import OnlinePredictor
+    >>> pred = OnlinePredictor.from_checkpoint("runs/exp/best.pt")
+    >>> pred.step(frame)["label"]
+"""
+
+from ._online import NotStreamableError, OnlinePredictor, check_streamable, frame_size
+
+__all__ = ["OnlinePredictor", "NotStreamableError", "check_streamable", "frame_size"]

@@ -1,0 +1,236 @@
+"""``OnlinePredictor``: a trained checkpoint run one frame at a time, with the sequence model's state carried
+between frames (O(1) work per frame), for live streams and users' own capture loops."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import av
+import numpy as np
+import torch
+from av.video.reformatter import VideoReformatter
+
+from ..config import Config
+from ..data import build_transform
+from ..errors import SeqVisionError
+from ..io import sample_indices
+
+__all__ = ["OnlinePredictor", "NotStreamableError", "frame_size"]
+
+
+class NotStreamableError(SeqVisionError, ValueError):
+    """The checkpoint's model needs a whole clip before it can answer, so it cannot run online."""
+
+
+def frame_size(cfg: Config, height: int, width: int) -> tuple[int, int]:
+    """``(H, W)`` the decoder resizes a ``height x width`` frame to, as the training data path does
+    (``data.size`` with ``data.resize`` "square" or "short_side")."""
+    s = int(cfg.data.size)
+    if cfg.data.resize == "square":
+        return s, s
+    if height <= width:
+        return s, max(1, round(width * s / height))
+    return max(1, round(height * s / width)), s
+
+
+def check_streamable(model: torch.nn.Module, *, source: str = "<checkpoint>") -> None:
+    """Raise :class:`NotStreamableError` (saying why and what to train instead) when ``model`` cannot step.
+
+    Frame labellers and clip classifiers step when their encoder is unidirectional (every pooling head has an
+    online form: last step, running mean / max, attention with a running softmax normaliser). Captioners are
+    streamed window by window (their encoder may be bidirectional), so they always pass.
+    """
+    task = getattr(model, "task", "")
+    if task == "caption":
+        return
+    if getattr(model.encoder, "bidirectional", False):
+        what = "each frame's label" if task == "frames" else "the clip's label"
+        raise NotStreamableError(
+            f"{source}: the model's encoder is bidirectional: its backward direction reads every later frame, so "
+            f"{what} is not known until the video ends and cannot be given online. Train a unidirectional model to "
+            f"stream (model.bidirectional: false, e.g. configs/synthetic_frames_causal.yaml), or label whole "
+            f"videos with `seqvision classify --window`")
+
+
+@dataclass
+class _Window:
+    """Features of the current caption window, and where it started (stream seconds)."""
+
+    feats: list[torch.Tensor] = field(default_factory=list)  # (D,) each
+    start: float | None = None
+    end: float | None = None
+
+
+class OnlinePredictor:
+    """Run a checkpoint online: ``step(frame)`` encodes one frame with the CNN and advances the sequence model.
+
+    * ``frames`` models: the frame's label and probabilities (equal to the offline model's output at that
+      frame for a unidirectional encoder).
+    * ``classify`` models: the running label of the clip so far (frames since the last :meth:`reset`, or
+      since the current window began when ``window`` is set); equal to the offline model on those frames.
+    * ``caption`` models: a caption per window of ``window`` frames (``data.num_frames`` picked uniformly from
+      the window's frames, as the training clips were sampled); the other steps return ``"caption": None``.
+
+    Frames are resized exactly as the training data path does (swscale, ``data.size`` / ``data.resize``, then
+    the centre crop of ``data.crop``), so a file's frames streamed through ``step`` give the offline outputs.
+
+    Args:
+        loaded: a :class:`seqvision.train.LoadedModel` with its frame encoder (see :meth:`from_checkpoint`).
+        window: frames per window (clip models reset their state at each window; captioners caption each
+            window). None: clip models never reset; captioners use ``2 * data.num_frames``.
+        top_k: probabilities reported per step (all classes when K <= top_k).
+
+    Raises:
+        NotStreamableError: the model needs the whole clip (a bidirectional encoder for classify / frames).
+
+    Example:
+        >>> pred = OnlinePredictor.from_checkpoint("runs/synthetic_classify_causal/best.pt")
+        >>> for frame in my_camera():              # (H, W, 3) uint8 RGB, any size
+        ...     out = pred.step(frame)
+        ...     print(out["index"], out["label"], out["probs"])
+        >>> pred.reset()                            # a new clip
+    """
+
+    def __init__(self, loaded, *, window: int | None = None, top_k: int = 5, beam_size: int | None = None,
+                 source: str = "<checkpoint>"):
+        self.model = loaded.model.eval()
+        self.encoder = loaded.encoder.eval()
+        self.cfg: Config = loaded.config
+        self.task: str = self.model.task
+        check_streamable(self.model, source=source)
+        self.names = list(loaded.frame_label_names if self.task == "frames" else loaded.label_names)
+        self.device = next(self.model.parameters()).device
+        if window is not None and int(window) < 1:
+            raise ValueError(f"window must be >= 1 frames, got {window}")
+        self.window = int(window) if window else (2 * self.cfg.data.num_frames if self.task == "caption" else None)
+        self.top_k = top_k
+        self.beam_size = beam_size or self.cfg.eval.beam_size
+        self._crop = build_transform(self.cfg.data, train=False)
+        self._reformatter = VideoReformatter()
+        self.reset()
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, *, device: str = "cpu", **options) -> "OnlinePredictor":
+        """Load ``path`` (a ``best.pt`` / ``last.pt``) with its frame encoder; ``options`` as for the class.
+
+        Raises:
+            CheckpointError: the file is missing or not a seqvision checkpoint.
+            NotStreamableError: see the class.
+        """
+        from ..runtime import select_device
+        from ..train import load_model
+
+        loaded = load_model(path, device=str(select_device(device)), with_encoder=True)
+        return cls(loaded, source=str(path), **options)
+
+    # ------------------------------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget the stream so far: the next frame starts a new clip (state, window and counters)."""
+        self.state = None
+        self.index = 0  # frames stepped since reset
+        self.in_window = 0  # frames in the current clip-model window
+        self.window_index = 0
+        self._caption = _Window()
+
+    def prepare(self, frame) -> torch.Tensor:
+        """One frame as the model's input: ``(3, H, W)`` uint8 at the training size.
+
+        Args:
+            frame: an ``av.VideoFrame`` (any pixel format), or RGB uint8 ``(H, W, 3)`` (NumPy or tensor) /
+                ``(3, H, W)`` tensor of any size. Other sizes are resized by swscale like the decoder does.
+        """
+        if not isinstance(frame, av.VideoFrame):
+            arr = frame.cpu().numpy() if torch.is_tensor(frame) else np.asarray(frame)
+            if arr.ndim == 3 and arr.shape[0] == 3 and arr.shape[-1] != 3:
+                arr = arr.transpose(1, 2, 0)  # (H, W, 3)
+            if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[-1] != 3:
+                raise ValueError(f"frame must be an av.VideoFrame or RGB uint8 (H, W, 3) / (3, H, W), got "
+                                 f"{arr.dtype} {arr.shape}")
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
+        h, w = frame_size(self.cfg, frame.height, frame.width)
+        rgb = self._reformatter.reformat(frame, width=w, height=h, format="rgb24", threads=1).to_ndarray()
+        x = torch.from_numpy(rgb).permute(2, 0, 1)  # (3, H, W)
+        if self._crop is not None:
+            x = self._crop(x[None])[0].as_subclass(torch.Tensor)
+        return x
+
+    @torch.inference_mode()
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """CNN features of prepared frames ``(N, 3, H, W)`` uint8 -> ``(N, D)`` float32."""
+        return self.encoder(frames.to(self.device)).float()
+
+    def step(self, frame, *, time_s: float | None = None) -> dict:
+        """Encode one frame and advance the model; returns the result for this frame (see :meth:`step_many`)."""
+        return self.step_many([frame], times=[time_s])[0]
+
+    def step_many(self, frames, *, times=None) -> list[dict]:
+        """A micro-batch: the CNN runs once on all ``frames``, the sequence model steps through them in order.
+
+        Returns one dict per frame: ``index`` (frames since :meth:`reset`), ``time`` (the given stream time, s),
+        ``latency_ms`` (``cnn``: this frame's share of the batch, ``rnn``), and by task ``label`` + ``probs``
+        (``{name: probability}``, top-k) for frames / classify (classify adds ``window``), ``caption`` (str or
+        None) + ``window`` ``[start, end]`` seconds for caption.
+        """
+        times = list(times) if times is not None else [None] * len(frames)
+        t0 = time.perf_counter()
+        x = torch.stack([self.prepare(f) for f in frames])  # (N, 3, H, W)
+        feats = self.encode(x)  # (N, D)
+        cnn_ms = (time.perf_counter() - t0) * 1e3 / len(frames)
+        results = []
+        for feat, t in zip(feats, times):
+            t1 = time.perf_counter()
+            r = self._advance(feat, t)
+            r["latency_ms"] = {"cnn": cnn_ms, "rnn": (time.perf_counter() - t1) * 1e3}
+            results.append(r)
+        return results
+
+    def flush(self) -> dict | None:
+        """End of stream: a captioner's last, partial window (None when empty or for other tasks)."""
+        if self.task != "caption" or not self._caption.feats:
+            return None
+        return self._finish_caption()
+
+    # ------------------------------------------------------------------------------------------------------------
+    def _probs(self, logits: torch.Tensor) -> tuple[str, dict[str, float]]:
+        probs = logits.float().softmax(-1)  # (K,)
+        k = min(self.top_k, probs.numel()) if self.top_k else probs.numel()
+        vals, idx = probs.topk(k)
+        named = {self.names[j] if j < len(self.names) else str(j): float(v) for v, j in zip(vals.tolist(), idx.tolist())}
+        return next(iter(named)), named
+
+    @torch.inference_mode()
+    def _advance(self, feat: torch.Tensor, t: float | None) -> dict:
+        out: dict = {"index": self.index, "time": t}
+        self.index += 1
+        if self.task == "caption":
+            w = self._caption
+            w.start = t if w.start is None else w.start
+            w.end = t
+            w.feats.append(feat)
+            out["caption"] = None
+            if len(w.feats) >= self.window:
+                out.update(self._finish_caption())
+            return out
+        if self.task == "classify" and self.window and self.in_window == self.window:
+            self.state, self.in_window = None, 0
+            self.window_index += 1
+        logits, self.state = self.model.step(feat[None], self.state)  # (1, K)
+        self.in_window += 1
+        out["label"], out["probs"] = self._probs(logits[0])
+        if self.task == "classify":
+            out["window"] = self.window_index
+            out["frames_in_clip"] = self.in_window
+        return out
+
+    def _finish_caption(self) -> dict:
+        w = self._caption
+        feats = torch.stack(w.feats)  # (n, D)
+        pick = sample_indices(len(feats), sampler="uniform", num_frames=self.cfg.data.num_frames,
+                              short_policy=self.cfg.data.short_policy)
+        clip = feats[pick.indices][None]  # (1, T, D)
+        lengths = torch.tensor([pick.length], device=clip.device)
+        text = self.model.predict(clip, lengths, beam_size=self.beam_size)["texts"][0]
+        self._caption = _Window()
+        return {"caption": text, "window": [w.start, w.end], "window_frames": len(feats)}
