@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from ._faults import fault_point
+
 __all__ = ["atomic_write"]
 
 
@@ -25,6 +27,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object], *
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        fault_point("write", path.name)  # tests: SEQVISION_FAULT=kill:write=last.pt (seqvision._faults)
         os.replace(tmp, path)
     except BaseException:
         try:

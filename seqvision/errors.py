@@ -15,6 +15,7 @@ __all__ = [
     "DatasetError",
     "CacheError",
     "CheckpointError",
+    "SystemicDecodeError",
 ]
 
 
@@ -62,3 +63,32 @@ class CacheError(SeqVisionError):
 
 class CheckpointError(SeqVisionError):
     """A checkpoint file is missing, truncated, corrupt, or holds something that is not plain data."""
+
+
+class SystemicDecodeError(SeqVisionError):
+    """Every video failed to load, or the first ones all failed for one reason: the installation or the data is
+    broken, not a few files, so the run stops instead of skipping everything (see
+    :meth:`seqvision.data.ErrorReport.raise_if_systemic`).
+
+    Attributes:
+        failed: how many videos failed; ``seen``: how many were tried (none of them loaded).
+        total: how many the run holds (``None`` when unknown).
+        causes: ``(reason, first_path)`` per distinct cause, in the order first seen.
+    """
+
+    def __init__(self, failed: int, seen: int, total: int | None, causes: list[tuple[str, str]]):
+        self.failed, self.seen, self.total = int(failed), int(seen), total
+        self.causes = [(str(r), str(p)) for r, p in causes]
+        shown = "; ".join(f"{r} (first: {p})" for r, p in self.causes[:5])
+        more = f"; ... {len(self.causes) - 5} more causes" if len(self.causes) > 5 else ""
+        if total is not None and seen >= total:
+            head = f"{failed} of {total} videos failed to decode"
+        else:
+            of = f" of {total}" if total is not None else ""
+            head = (f"the first {failed}{of} videos all failed to decode for the same reason; stopped instead of "
+                    "skipping every file")
+        super().__init__(f"{head}: {shown}{more}. Not a bad file but a broken installation or dataset: "
+                         "`seqvision info` checks the decoders")
+
+    def __reduce__(self):
+        return (type(self), (self.failed, self.seen, self.total, self.causes))

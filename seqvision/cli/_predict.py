@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import Config, config_from_dict
+from ..data import ErrorReport
 from ..errors import SeqVisionError
 
 __all__ = ["predict_videos", "inspect_video", "Predictor"]
@@ -70,7 +71,9 @@ def predict_videos(checkpoint, videos, *, mode: str = "classify", device: str = 
         return results, failed
     beam = beam_size or pred.cfg.eval.beam_size
     bar = tqdm(total=len(videos), desc=mode, unit="video", disable=not progress, leave=False)
+    report = ErrorReport()  # only for the systemic-failure rule; `failed` lists every failure
     for batch in pred.loader(list(videos), batch_size=batch_size):
+        report.check(batch, total=len(videos))  # stops the run when every video fails
         failed.extend((str(p), str(e)) for p, e in batch.get("errors", []))
         n = len(batch.get("path", []))
         bar.update(n + len(batch.get("errors", [])))

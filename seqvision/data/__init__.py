@@ -8,7 +8,7 @@ Example:
     >>> ds = VideoDataset(index.split("train"), num_frames=16, size=64)
 """
 
-from ._collate import IGNORE_INDEX, ErrorReport, collate
+from ._collate import IGNORE_INDEX, SYSTEMIC_FIRST, ErrorReport, collate
 from ._dataset import VideoDataset
 from ._records import DatasetIndex, VideoRecord
 from ._transforms import IMAGENET_MEAN, IMAGENET_STD, Normalize, build_transform
@@ -30,6 +30,7 @@ __all__ = [
     "IMAGENET_STD",
     "collate",
     "ErrorReport",
+    "SYSTEMIC_FIRST",
     "IGNORE_INDEX",
 ]
 

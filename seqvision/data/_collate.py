@@ -8,10 +8,11 @@ from pathlib import Path
 
 import torch
 
-from ..errors import DatasetError
+from ..errors import DatasetError, SystemicDecodeError
 
-__all__ = ["collate", "ErrorReport", "IGNORE_INDEX"]
+__all__ = ["collate", "ErrorReport", "IGNORE_INDEX", "SYSTEMIC_FIRST"]
 
+SYSTEMIC_FIRST = 8  # ErrorReport.raise_if_systemic: this many failures from the start, all of one cause, stop a run
 IGNORE_INDEX = -100  # label of padded steps / unlabelled clips (torch.nn.CrossEntropyLoss's default ignore_index)
 _KNOWN = {"video", "features", "length", "label", "frame_labels", "captions", "path", "id", "error", "kind"}
 
@@ -100,10 +101,15 @@ class ErrorReport:
     def __init__(self) -> None:
         self._items: dict[str, str] = {}
         self.occurrences = 0  # failures seen, counting a file again each epoch it fails
+        self.loaded = 0  # samples that loaded, counted from the batches given to add()
 
     def add(self, errors) -> int:
-        """Record ``batch["errors"]`` (pass the batch or the list). Returns how many failures it held."""
+        """Record ``batch["errors"]`` (pass the batch or the list). Returns how many failures it held.
+
+        A batch also counts its loaded samples (``len(batch["id"])``) in :attr:`loaded`, which
+        :meth:`raise_if_systemic` reads."""
         if isinstance(errors, dict):
+            self.loaded += len(errors.get("id") or [])
             errors = errors.get("errors", [])
         n = 0
         for path, reason in errors:
@@ -111,6 +117,46 @@ class ErrorReport:
             n += 1
         self.occurrences += n
         return n
+
+    def check(self, batch: dict, *, total: int | None = None) -> int:
+        """:meth:`add` the batch, then :meth:`raise_if_systemic`; returns how many failures the batch held.
+
+        Raises:
+            SystemicDecodeError: see :meth:`raise_if_systemic`.
+        """
+        n = self.add(batch)
+        self.raise_if_systemic(total=total)
+        return n
+
+    def raise_if_systemic(self, *, total: int | None = None, ok: int | None = None,
+                          first: int = SYSTEMIC_FIRST) -> None:
+        """Stop a run whose failures are systemic instead of skipping every video (the one place of this rule).
+
+        Systemic: nothing has loaded yet (``ok == 0``) and either every one of ``total`` (at least 2) videos
+        failed, or the first ``first`` failures all have one cause (the reason with the file's own path taken
+        out). Scattered bad files, or any failure after a video loaded, are not systemic: they stay skipped and
+        reported. Call it after each batch (``report.add(batch)``); cheap.
+
+        Args:
+            total: videos this run will try (``None`` when unknown: only the ``first`` rule applies).
+            ok: videos that loaded so far (default: :attr:`loaded`, counted by :meth:`add` from batches; pass
+                it when loaded videos do not pass through ``add``, e.g. already cached ones).
+            first: how many failures in a row from the start, for one cause, are systemic.
+
+        Raises:
+            SystemicDecodeError: naming the count and each distinct cause with its first file, e.g.
+                ``168 of 168 videos failed to decode: TypeError: ... (first: videos/synth_00000.mp4)``.
+        """
+        ok = self.loaded if ok is None else ok
+        failed = self.count
+        if ok > 0 or failed == 0:
+            return
+        causes: dict[str, str] = {}
+        for path, reason in self._items.items():
+            causes.setdefault(_cause(path, reason), path)
+        every = total is not None and total >= 2 and failed >= total
+        if every or (failed >= first and len(causes) == 1):
+            raise SystemicDecodeError(failed, failed, total, [(r, p) for r, p in causes.items()])
 
     @property
     def count(self) -> int:
@@ -145,3 +191,11 @@ class ErrorReport:
 
     def __repr__(self) -> str:
         return f"ErrorReport(count={self.count}, occurrences={self.occurrences})"
+
+
+def _cause(path: str, reason: str) -> str:
+    """The reason with this file's own path and name taken out, so one cause reads the same for every file."""
+    for text in sorted({path, os.path.basename(path)}, key=len, reverse=True):
+        if text:
+            reason = reason.replace(text, "<file>")
+    return reason

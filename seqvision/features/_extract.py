@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .._faults import fault_point
 from ..config import Config
 from ..errors import CacheError, DatasetError
 from ._cache import FeatureCache, atomic_write_bytes, default_cache_dir
@@ -170,6 +171,7 @@ def extract_features(cfg: Config, *, splits: list[str] | str | None = None, prog
     try:
         for batch in loader:
             errors = batch.get("errors") or []
+            ids = batch.get("id") or []
             if errors:
                 summary.errors.add(errors)
                 for path, reason in errors:
@@ -178,7 +180,8 @@ def extract_features(cfg: Config, *, splits: list[str] | str | None = None, prog
                         cache.write_failure(rec, reason)
                 summary.failed += len(errors)
                 bar.update(len(errors))
-            ids = batch.get("id") or []
+                loaded = summary.done + summary.skipped + len(ids)  # this batch's good clips count as loaded
+                summary.errors.raise_if_systemic(total=len(records), ok=loaded)  # stops when every video fails
             if not ids:
                 continue
             video = batch["video"].to(dev, non_blocking=True)  # (B, T, C, H, W) uint8
@@ -194,6 +197,7 @@ def extract_features(cfg: Config, *, splits: list[str] | str | None = None, prog
                             frame_labels=batch["_frame_labels"][i])
                 summary.frames += steps
                 summary.done += 1
+                fault_point("extract", summary.done)  # tests only (seqvision._faults)
             bar.update(len(ids))
     finally:
         bar.close()

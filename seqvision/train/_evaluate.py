@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..config import apply_overrides, config_from_dict, config_to_dict
+from ..data import ErrorReport
 from ..errors import CheckpointError, DatasetError
 from ..runtime import autocast, select_device
 from ._checkpoint import load_checkpoint
@@ -109,9 +110,11 @@ def evaluate(checkpoint_path: str | os.PathLike, *, split: str | None = None, cf
     candidates: dict[str, str] = {}
     references: dict[str, list[str]] = {}
     bar = tqdm(loader, desc=f"eval {split}", unit="batch", disable=not progress, leave=False)
+    report = ErrorReport()  # only for the systemic-failure rule; `errors` lists every failure
     with torch.inference_mode():
         for batch in bar:
             errors.extend((str(p), str(r)) for p, r in batch.get("errors", []) or [])
+            report.check(batch, total=len(dataset))  # stops the run when every video fails
             lengths_cpu = batch.get("lengths")
             if lengths_cpu is None or len(lengths_cpu) == 0:
                 continue

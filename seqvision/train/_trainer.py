@@ -22,7 +22,9 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from tqdm.auto import tqdm
 
+from .._faults import fault_point
 from ..config import Config, config_to_dict, save_config
+from ..data import ErrorReport
 from ..errors import CheckpointError, ConfigError, DatasetError, SeqVisionError
 from ..runtime import autocast, seed_everything
 from . import distributed as dist_utils
@@ -390,8 +392,10 @@ class Trainer:
         total_n = 0
         bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.train.epochs}", unit="batch", leave=False,
                    disable=not (self.progress and self.is_main), dynamic_ncols=True)
+        guard = ErrorReport()  # only for the systemic-failure rule; self._errors lists every failure
         for step, batch in enumerate(bar, start=1):
             self._errors.extend(tuple(e) for e in batch.get("errors", []) or [])
+            guard.check(batch, total=len(loader.sampler))  # stops the run when every video fails
             n = _batch_size(batch)
             if self._any_rank(n == 0):
                 continue  # every clip of this batch failed to load (on some rank): skip the step everywhere
@@ -421,6 +425,7 @@ class Trainer:
             scaler.update()
             scheduler.step()
             self.global_step += 1
+            fault_point("step", self.global_step)  # tests only (seqvision._faults)
             total_loss += value * n
             total_n += n
             bar.set_postfix(loss=f"{value:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
@@ -568,13 +573,17 @@ class Trainer:
                 if improved:
                     self.best_metric, self.best_epoch = value, epoch
                 self.history.append(row)
+                fault_point("epoch", epoch)  # tests only (seqvision._faults)
                 state = self._state(epoch, optimizer, scheduler, scaler)  # collective in DDP: all ranks
                 if self.is_main:
                     # best.pt first: last.pt is the resume point and records this epoch as the best, so a kill
                     # between the two saves must not leave a last.pt that claims a best.pt never written
+                    fault_point("save", "before_best")  # tests only (seqvision._faults)
                     if improved:
                         save_checkpoint(state, self.out / "best.pt")
+                    fault_point("save", "after_best")
                     save_checkpoint(state, self.out / "last.pt")
+                    fault_point("save", "after_last")
                     self._write_logs(row, writer)
                 dist_utils.barrier()
                 for cb in self.callbacks:
