@@ -56,6 +56,8 @@ class VideoDataset(Dataset):
             :func:`build_transform`.
         on_error: ``"skip"`` or ``"raise"``.
         seed: base seed of the random choices, or None for deterministic sampling.
+        decode_threads: FFmpeg threads per video (0 = FFmpeg's choice, about one per core); use 1 in DataLoader
+            workers, where the workers are the parallelism (more threads per worker only oversubscribe the cores).
 
     Example:
         >>> ds = VideoDataset(index.split("train"), num_frames=16, size=112, sampler="random_segment")
@@ -78,6 +80,7 @@ class VideoDataset(Dataset):
         transform: Callable | None = None,
         on_error: Literal["skip", "raise"] = "skip",
         seed: int | None = 0,
+        decode_threads: int = 0,
     ):
         if on_error not in ("skip", "raise"):
             raise ConfigError("data.on_error", f"got {on_error!r}; allowed: 'skip', 'raise'")
@@ -100,6 +103,7 @@ class VideoDataset(Dataset):
         self.transform = transform
         self.on_error = on_error
         self.seed = seed
+        self.decode_threads = decode_threads
         self.epoch = 0
         self._sample(100, 25.0, None)  # bad sampling options are a ConfigError now, not a skipped video later
 
@@ -159,7 +163,8 @@ class VideoDataset(Dataset):
 
     def _load(self, record: VideoRecord, index: int) -> dict:
         sample_seed, transform_seed = self._seeds(index)
-        with VideoReader(record.path, backend=self.backend, size=self.size, resize=self.resize) as reader:
+        with VideoReader(record.path, backend=self.backend, size=self.size, resize=self.resize,
+                         num_threads=self.decode_threads) as reader:
             n = len(reader)
             video_fps = float(reader.fps)
             if n < 1:
