@@ -84,6 +84,9 @@ class EncoderConfig:
     chunk_size: int = 64  # frames per CNN forward when frozen (bounds memory)
     channels_last: bool = True  # NHWC memory format on CPU when it helps
     amp: bool = True  # autocast on CUDA
+    # extraction resizes frames while decoding (CPU, swscale) or on the CNN's device (auto: device on CUDA)
+    resize_on: Literal["auto", "decoder", "device"] = "auto"
+    compile: bool = False  # extraction: torch.compile the frozen CNN (pays a one-off compile; helps on CUDA)
 
 
 @dataclass
