@@ -40,7 +40,14 @@ NOT_REPRODUCIBLE_CODECS = ("vp8", "vp9")
 def _refuse_unsafe(index: FrameIndex) -> None:
     """Raise :class:`DecordMismatch` for files decord must not even open (it would abort or misread them)."""
     if index.sequential:
-        raise DecordMismatch("the container has no usable timestamps")
+        raise DecordMismatch("the frames' order is the decoder's output order (no per-frame timestamps, B-frames, "
+                             "MPEG-TS/PS or a start mid-GOP), which decord does not follow")
+    if index.transform is not None:
+        raise DecordMismatch(f"the display matrix rotates the video by {index.rotation} degrees; decord ignores it")
+    if index.num_video_streams > 1:
+        raise DecordMismatch("the file has several video streams (decord picks by its own rule)")
+    if index.discarded_packets:
+        raise DecordMismatch("an edit list hides frames that decord would return")
     if index.codec in NOT_REPRODUCIBLE_CODECS:
         # seen in the fuzz tests: on a VP9 stream with a damaged range, decord (which decodes in its own
         # thread) returns different frames from one run to the next; PyAV's are the same every time

@@ -1,17 +1,38 @@
-"""PyAV backend: a packet index built on open (demux only) and frame-exact sparse decoding.
+"""PyAV backend: a presentation-order frame index and frame-exact sparse decoding, matching the FFmpeg CLI.
 
-Index ``i`` is the ``i``-th frame in presentation order: the packets' pts, sorted. Decoding a set of wanted
-frames seeks to the keyframe at or before the first one, decodes forward and keeps only what is wanted,
-re-seeking only when the next wanted frame lies beyond a keyframe that has not been reached yet. Frames that
-are neither wanted nor referenced are skipped inside the decoder (``skip_frame="NONREF"``).
+Index ``i`` is the ``i``-th frame that ``ffmpeg -i F -fps_mode passthrough -pix_fmt rgb24 -f rawvideo -``
+outputs, with the CLI's default stream choice and autorotation. The index follows the demuxer's own view in
+one of two modes:
+
+- ``"pts"`` (MP4/MOV, Matroska/WebM, IVF, and streams that never reorder frames, when the first packet is a
+  keyframe and every packet has its own pts): built on open by demuxing only. Packets the demuxer flags as
+  discarded (MP4 edit lists: a stream-copy cut between keyframes) are left out, exactly as the decoder drops
+  their frames. Reading seeks to the keyframe at or before the first wanted frame, decodes forward and keeps
+  what is wanted; frames that are neither wanted nor referenced are skipped inside the decoder
+  (``skip_frame="NONREF"``).
+- ``"decode"`` (AVI/raw streams whose codec reorders frames (B-frames), MPEG-TS/PS (a cut recording starting
+  mid-GOP, timestamps that wrap at 33 bits), files starting with a non-keyframe, packets without their own pts):
+  the decoder's output order *is* the presentation order the CLI writes, so on open the whole stream is decoded
+  once (no colour conversion) and frame ``i`` is the ``i``-th frame the decoder outputs; reading decodes
+  forward from the start (one pass for sorted indices). Leading frames the decoder cannot decode (no keyframe
+  yet) never enter the index. Timestamps are FFmpeg's ``best_effort_timestamp`` (reproduced from the frames'
+  pts and packet dts with libavcodec's ``guess_correct_pts`` rule).
+
+Stream choice is the CLI's (``fftools/ffmpeg_opt.c``, FFmpeg 5.1): the video stream with the largest frame area,
++5e6 for the ``default`` disposition, an attached picture (cover art) scoring 1 so it is never chosen over a
+real video stream; ``stream=`` picks another. Autorotation is the CLI's too (``ffmpeg_filter.c``): the display
+matrix (MP4 ``tkhd``, display-matrix side data) maps to ``transpose=clock|cclock|cclock_flip|clock_flip``,
+``hflip``/``vflip``; it is applied to the RGB frame after conversion (the same pixels: for 4:2:0 input the
+conversion replicates each chroma sample over its 2x2 block, so it commutes with the transpose).
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 import av
@@ -21,27 +42,60 @@ from av.video.reformatter import VideoReformatter
 
 from seqvision.errors import VideoDecodeError
 
-__all__ = ["FrameIndex", "PyAVDecoder", "open_container", "build_index"]
+__all__ = ["FrameIndex", "PyAVDecoder", "open_container", "build_index", "choose_stream", "orient",
+           "display_transform", "PYAV_VERSION"]
+
+PYAV_VERSION = tuple(int(p) for p in av.__version__.split(".")[:2] if p.isdigit())
+# PyAV <= 18 decodes metadata with one codec per container and raises on bytes that are not UTF-8 unless told to
+# ignore them; PyAV 19 removed the argument (metadata is always UTF-8 with surrogateescape, which never raises).
+_OPEN_KWARGS = {"metadata_errors": "ignore"} if PYAV_VERSION < (19,) else {}
+# VideoReformatter.reformat(threads=...) exists from PyAV 17 (sws_scale_frame); before, swscale is single-threaded.
+_REFORMAT_KWARGS = {"threads": 1} if PYAV_VERSION >= (17,) else {}
+
+# Containers that store a presentation timestamp per frame, so the demuxer's packet pts are the presentation
+# order without decoding. Everything else is indexed by decoding unless its codec never reorders frames.
+PTS_FORMATS = ("mov", "mp4", "matroska", "webm", "ivf")
+# Containers whose timestamps the index must not trust even without B-frames: MPEG-TS/PS (33-bit wrap, a cut
+# recording's leading packets, PES packets without pts) and raw elementary streams (no timestamps at all).
+DECODE_FORMATS = ("mpegts", "mpeg", "mpegvideo", "m4v", "h264", "hevc", "h261", "h263", "cavsvideo", "vc1",
+                  "mpegtsraw", "vob", "dvd", "svcd", "vcd", "rawvideo", "avs2", "avs3", "vvc", "obu")
+
 
 @dataclass
 class FrameIndex:
-    """Presentation-order index of a video stream, built from its packets.
+    """Presentation-order index of a video stream.
 
     Attributes:
-        pts: stream-time pts of every frame, sorted (presentation order); ``None`` when the container gives
-            no usable timestamps (then ``sequential`` is True and frames are counted from the start).
+        pts: (``mode == "pts"``) stream-time pts of every frame, sorted (presentation order); ``None`` in
+            ``"decode"`` mode, where frames are counted in the decoder's output order from the start.
+        num_frames: frames the reader can return (``len(reader)``): ffmpeg's output frame count.
         time_base: the stream time base.
-        key_positions: presentation positions of the keyframes (sorted).
+        key_positions: presentation positions of the keyframes (sorted); ``[0]`` in decode mode.
         key_seek_ts: for each keyframe, the timestamp to seek to (its pts).
-        sequential: decode from the start and count frames instead of matching timestamps.
+        sequential: decode from the start and count frames instead of matching timestamps (decode mode).
+        width, height: size of the frames returned at the native size, after autorotation (what ffmpeg writes).
+        codec: FFmpeg codec name.
+        fps: frame rate (frames per second): the stream's nominal rate where it agrees with the timestamps,
+            else the measured average.
+        duration: seconds from the first frame's start to the last frame's end.
         header_frames: the frame count the container header claims (0 = unknown).
-        dropped_packets: packets left out of the index because they were cut off or unreadable.
+        dropped_packets: packets cut off or unreadable (flagged corrupt by the demuxer).
         demux_error: the error that stopped demuxing early, if any.
         header_frame_estimate: the largest frame count a reader that trusts the header would size its tables
             for, over the file's video streams: the stream's frame count, else average rate x container
             duration (what decord reserves memory for before it reads a packet); 0 = none.
-        size_from_decoding: the header's frame size was missing or implausible; ``width`` and ``height`` come
-            from decoding the first frame.
+        size_from_decoding: the header's frame size was missing or implausible; the size comes from decoding.
+        mode: ``"pts"`` (demux-only index, seekable) or ``"decode"`` (decoder output order, see the module doc).
+        stream_index: index of the decoded stream in the container (``ffmpeg -map 0:<stream_index>``).
+        num_video_streams: video streams in the container (attached pictures included).
+        coded_width, coded_height: the decoder's frame size before autorotation.
+        rotation: clockwise degrees the display matrix asks for (0, 90, 180, 270; other angles are reported but
+            not applied), as the FFmpeg CLI computes it.
+        transform: the transpose/flip the CLI applies (``"clock"``, ``"cclock"``, ``"cclock_flip"``,
+            ``"clock_flip"``, ``"hflip"``, ``"vflip"``, ``"hflip+vflip"``) or ``None``; ``None`` too when
+            autorotation is off.
+        discarded_packets: packets the demuxer flags as discarded (hidden by an MP4 edit list).
+        frame_times: (decode mode) presentation time in seconds of each frame.
     """
 
     pts: list[int] | None
@@ -60,8 +114,19 @@ class FrameIndex:
     demux_error: str | None
     header_frame_estimate: int = 0
     size_from_decoding: bool = False
+    mode: str = "pts"
+    stream_index: int = 0
+    num_video_streams: int = 1
+    coded_width: int = 0
+    coded_height: int = 0
+    rotation: int = 0
+    transform: str | None = None
+    discarded_packets: int = 0
+    frame_times: list[float] | None = field(default=None, repr=False)
 
     def pts_seconds(self, position: int) -> float:
+        if self.frame_times is not None:
+            return self.frame_times[position]
         if self.pts is None:
             return position / self.fps if self.fps > 0 else 0.0
         return float(self.pts[position] * self.time_base)
@@ -73,7 +138,56 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}".strip()
 
 
-def open_container(path: str, *, num_threads: int = 0):
+AV_DISPOSITION_DEFAULT = 0x1
+AV_DISPOSITION_ATTACHED_PIC = 0x400
+
+
+def _disposition(stream) -> int:
+    try:
+        return int(getattr(stream, "disposition", 0) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def choose_stream(path: str, container, stream: int | None = None):
+    """The video stream the FFmpeg CLI decodes by default, or stream number ``stream`` of the container.
+
+    Default choice (``fftools/ffmpeg_opt.c`` of FFmpeg 5.1): the largest ``width * height``, +5,000,000 for the
+    ``default`` disposition, an attached picture (cover art) scores 1; ties go to the first stream. A file whose
+    only video stream is an attached picture has no video.
+
+    Raises:
+        VideoDecodeError: no video stream, only a cover image, or ``stream`` is not a video stream of the file.
+    """
+    videos = list(container.streams.video)
+    if stream is not None:
+        streams = list(container.streams)
+        if not isinstance(stream, int) or not 0 <= stream < len(streams) or streams[stream].type != "video":
+            listing = ", ".join(f"{s.index}: {s.type}" for s in streams)
+            raise VideoDecodeError(path, f"stream={stream!r} is not a video stream of this file (streams: "
+                                         f"{listing})")
+        return streams[stream]
+    if not videos:
+        kinds = ", ".join(f"{s.type} {getattr(s.codec_context, 'name', '?')}" for s in container.streams) or "none"
+        raise VideoDecodeError(path, f"has no video stream (streams: {kinds})")
+    best, best_score = None, 0
+    for s in videos:
+        cc = s.codec_context
+        flags = _disposition(s)
+        score = (int(getattr(cc, "width", 0) or 0) * int(getattr(cc, "height", 0) or 0)
+                 + 5_000_000 * bool(flags & AV_DISPOSITION_DEFAULT))
+        if flags & AV_DISPOSITION_ATTACHED_PIC:
+            score = 1
+        if score > best_score:
+            best, best_score = s, score
+    best = best if best is not None else videos[0]
+    if _disposition(best) & AV_DISPOSITION_ATTACHED_PIC:
+        raise VideoDecodeError(path, "its only video stream is an attached picture (cover art), not a video; "
+                                     f"pass stream={best.index} to read the image")
+    return best
+
+
+def open_container(path: str, *, num_threads: int = 0, stream: int | None = None):
     """Open ``path`` and return ``(container, video_stream)``; every failure is a ``VideoDecodeError``."""
     if not os.path.exists(path):
         raise VideoDecodeError(path, "file does not exist")
@@ -82,130 +196,385 @@ def open_container(path: str, *, num_threads: int = 0):
     if os.path.getsize(path) == 0:
         raise VideoDecodeError(path, "file is empty (0 bytes)")
     try:
-        container = av.open(path, mode="r", metadata_errors="ignore")
+        container = av.open(path, mode="r", **_OPEN_KWARGS)
     except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
         raise VideoDecodeError(path, f"not a video file FFmpeg can open ({_describe(exc)})") from None
-    if not container.streams.video:
-        kinds = ", ".join(f"{s.type} {getattr(s.codec_context, 'name', '?')}" for s in container.streams) or "none"
+    try:
+        chosen = choose_stream(path, container, stream)
+    except BaseException:
         container.close()
-        raise VideoDecodeError(path, f"has no video stream (streams: {kinds})")
-    stream = container.streams.video[0]
-    if stream.codec_context is None or not stream.codec_context.name:
+        raise
+    if chosen.codec_context is None or not chosen.codec_context.name:
         container.close()
         raise VideoDecodeError(path, "video stream has no decoder in this FFmpeg build")
-    stream.thread_type = "AUTO"  # frame + slice threading
-    stream.thread_count = int(num_threads)
-    return container, stream
+    chosen.thread_type = "AUTO"  # frame + slice threading
+    chosen.thread_count = int(num_threads)
+    return container, chosen
 
 
-def build_index(path: str, container, stream) -> FrameIndex:
-    """Demux every packet of ``stream`` (no decoding) and build the presentation-order :class:`FrameIndex`."""
-    entries: list[tuple[int | None, int | None, bool]] = []
-    dropped = 0
-    demux_error = None
+# -- display matrix / autorotation -------------------------------------------------------------------------
+def _c_round(x: float) -> float:
+    return math.copysign(math.floor(abs(x) + 0.5), x)  # C's round(): half away from zero
+
+
+def display_transform(matrix) -> tuple[int, str | None]:
+    """``(rotation, transform)`` the FFmpeg CLI derives from a 3x3 display matrix (9 int32, 16.16 fixed point).
+
+    ``rotation`` is ``get_rotation()`` of ``fftools/cmdutils.c`` (clockwise degrees in ``[0, 360)``), the
+    transform the filter ``ffmpeg_filter.c`` inserts for it: ``transpose=clock`` for 90 (``cclock_flip`` when
+    the matrix also flips), ``hflip``/``vflip`` for 180, ``transpose=cclock`` for 270 (``clock_flip``).
+    ``(0, None)`` for no matrix; other angles give ``(angle, None)`` (the CLI's ``rotate`` filter is not
+    reproduced).
+    """
+    if matrix is None:
+        return 0, None
+    m = [float(v) / 65536.0 for v in matrix]
+    scale0, scale1 = math.hypot(m[0], m[3]), math.hypot(m[1], m[4])
+    if scale0 == 0.0 or scale1 == 0.0:
+        return 0, None
+    ccw = -math.degrees(math.atan2(m[1] / scale1, m[0] / scale0))  # av_display_rotation_get
+    theta = -_c_round(ccw)
+    theta -= 360 * math.floor(theta / 360 + 0.9 / 360)
+    if abs(theta - 90) < 1.0:
+        return 90, ("cclock_flip" if matrix[3] > 0 else "clock")
+    if abs(theta - 180) < 1.0:
+        flips = (["hflip"] if matrix[0] < 0 else []) + (["vflip"] if matrix[4] < 0 else [])
+        return 180, "+".join(flips) or None
+    if abs(theta - 270) < 1.0:
+        return 270, ("clock_flip" if matrix[3] < 0 else "cclock")
+    if abs(theta) > 1.0:
+        return int(round(theta)), None
+    return 0, None
+
+
+TRANSPOSING = ("clock", "cclock", "cclock_flip", "clock_flip")
+
+
+def orient(rgb: np.ndarray, transform: str | None) -> np.ndarray:
+    """Apply an FFmpeg ``transpose``/``hflip``/``vflip`` to an ``(H, W, C)`` array (a view, no copy)."""
+    if transform is None:
+        return rgb
+    if transform == "clock":
+        return np.rot90(rgb, k=-1)
+    if transform == "cclock":
+        return np.rot90(rgb, k=1)
+    if transform == "cclock_flip":
+        return rgb.transpose(1, 0, 2)
+    if transform == "clock_flip":
+        return np.rot90(rgb, k=-1)[::-1]
+    out = rgb
+    if "hflip" in transform:
+        out = out[:, ::-1]
+    if "vflip" in transform:
+        out = out[::-1]
+    return out
+
+
+def _display_matrix(frame) -> list[int] | None:
+    """The DISPLAYMATRIX side data of a decoded frame (libavcodec copies the stream's onto every frame)."""
+    side = frame.side_data
+    try:
+        count = len(side)
+    except TypeError:
+        return None
+    for i in range(count):
+        sd = side[i]
+        kind = getattr(sd, "type", None)
+        name = getattr(kind, "name", None) or str(kind)
+        if name.upper().endswith("DISPLAYMATRIX"):
+            raw = bytes(sd)
+            if len(raw) >= 36:
+                return [int(v) for v in np.frombuffer(raw[:36], dtype=np.int32)]
+    return None
+
+
+# -- decoding from the start (decode mode, the frame-size probe) -----------------------------------------------
+def _is_flush(packet) -> bool:
+    return packet.size == 0 and packet.pts is None and packet.dts is None
+
+
+def decode_from_start(container, stream, on_error=None):
+    """Yield every frame the decoder outputs, in output order, feeding every packet of ``stream`` from the
+    container's current position and flushing at the end: what the FFmpeg CLI decodes (corrupt packets are
+    fed too; a packet the decoder rejects is skipped; a demux error ends the stream)."""
+    packets = container.demux(stream)
+    flushed = False
+    while not flushed:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            packet = None
+        except (av.error.FFmpegError, OSError) as exc:
+            if on_error is not None:
+                on_error("demux", exc)
+            packet = None
+        if packet is None or _is_flush(packet):
+            flushed = True
+            packet = None
+        try:
+            frames = stream.decode(packet)
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            if on_error is not None:
+                on_error("decode", exc)
+            continue
+        yield from frames
+
+
+@dataclass
+class _Scan:
+    times: list[int | None]
+    matrix: list[int] | None
+    size: tuple[int, int] | None
+    packets: int
+    corrupt: int
+    demux_error: str | None
+
+
+def _scan(container, stream) -> _Scan:
+    """Decode the whole stream once (no colour conversion): what decode mode indexes."""
+    tb_pts: list[int | None] = []
+    matrix, size = None, None
+    state = {"packets": 0, "corrupt": 0, "demux_error": None}
+    # libavcodec's guess_correct_pts (best_effort_timestamp): pts unless they went backwards more often than dts
+    faulty_pts = faulty_dts = 0
+    last_pts = last_dts = -(2**63)
+
+    def on_error(where, exc):
+        if where == "demux":
+            state["demux_error"] = _describe(exc)
+
+    packets = container.demux(stream)
+
+    def counted():
+        for packet in packets:
+            if not _is_flush(packet):
+                state["packets"] += 1
+                state["corrupt"] += bool(packet.is_corrupt)
+            yield packet
+
+    class _Wrap:  # decode_from_start takes a container; give it the counting packet source
+        def demux(self, _stream):
+            return counted()
+
+    for frame in decode_from_start(_Wrap(), stream, on_error):
+        pts, dts = frame.pts, frame.dts
+        if dts is not None:
+            faulty_dts += dts <= last_dts
+            last_dts = dts
+        elif pts is not None:
+            last_dts = pts
+        if pts is not None:
+            faulty_pts += pts <= last_pts
+            last_pts = pts
+        elif dts is not None:
+            last_pts = dts
+        best = pts if (faulty_pts <= faulty_dts or dts is None) and pts is not None else dts
+        tb_pts.append(best)
+        if size is None:
+            size = (int(frame.width), int(frame.height))
+            matrix = _display_matrix(frame)
+    return _Scan(tb_pts, matrix, size, state["packets"], state["corrupt"], state["demux_error"])
+
+
+def _first_frame(container, stream):
+    """Seek to the start and decode until the first frame comes out (None if none within PROBE_PACKETS)."""
+    try:
+        container.seek(0, backward=True, any_frame=False, stream=stream)
+    except (av.error.FFmpegError, OSError):
+        return None
+    seen = 0
     try:
         for packet in container.demux(stream):
-            if packet.size == 0 and packet.pts is None and packet.dts is None:
-                continue  # the flush packet at the end
-            if packet.is_corrupt:
-                dropped += 1  # e.g. the last packet of a cut-off file
-                continue
-            entries.append((packet.pts, packet.dts, bool(packet.is_keyframe)))
-    except (av.error.FFmpegError, OSError) as exc:
-        demux_error = _describe(exc)
-    if not entries:
-        cause = f" ({demux_error})" if demux_error else ""
-        raise VideoDecodeError(path, f"video stream has no readable packets{cause}")
-
-    tb = stream.time_base or Fraction(1, 1)
-    cc = stream.codec_context
-    pts_list = [e[0] if e[0] is not None else e[1] for e in entries]
-    sequential = any(p is None for p in pts_list) or len(set(pts_list)) != len(pts_list)
-    n = len(entries)
-    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-    if sequential:
-        pts = None
-        # Without timestamps the decode order is the only order we know; keyframes in decode order.
-        key_positions = [i for i, e in enumerate(entries) if e[2]] or [0]
-        key_seek = [None] * len(key_positions)
-        fps = float(rate) if rate else 25.0
-        duration = n / fps
-    else:
-        order = sorted(range(n), key=lambda i: pts_list[i])
-        pts = [pts_list[i] for i in order]
-        pos_of = {pts[j]: j for j in range(n)}
-        # Seek by the keyframe's pts: containers index keyframes by dts (<= pts) or pts, and FFmpeg's mov
-        # index is shifted by the edit list, so seeking to the dts can land one keyframe early.
-        keys = sorted((pos_of[pts_list[i]], pts_list[i]) for i in range(n) if entries[i][2])
-        if not keys or keys[0][0] != 0:
-            keys.insert(0, (0, None))  # no keyframe flagged at the start: seek to the very beginning
-        key_positions = [k[0] for k in keys]
-        key_seek = [k[1] for k in keys]
-        span = float((pts[-1] - pts[0]) * tb)
-        if n > 1 and span > 0:
-            fps = float(rate) if rate and abs(float(rate) * span / (n - 1) - 1) < 0.5 else (n - 1) / span
-            duration = span + span / (n - 1)
-        else:
-            fps = float(rate) if rate else 25.0
-            duration = n / fps
-    header = int(stream.frames or 0)
-    width, height = int(cc.width or 0), int(cc.height or 0)
-    size_from_decoding = not _plausible_size(width, height)
-    if size_from_decoding:
-        # The header's frame size is missing or damaged: trust it only if decoding shows the real size.
-        probed = _probe_frame_size(path, stream.index)
-        if probed is None:
-            raise VideoDecodeError(path, f"the video stream's frame size is {width}x{height} and no frame could "
-                                         f"be decoded to find the real one")
-        width, height = probed
-    return FrameIndex(pts=pts, num_frames=n, time_base=tb, key_positions=key_positions, key_seek_ts=key_seek,
-                      sequential=sequential, width=width, height=height, codec=cc.name,
-                      fps=float(fps), duration=float(duration), header_frames=header, dropped_packets=dropped,
-                      demux_error=demux_error, header_frame_estimate=_header_frame_estimate(container),
-                      size_from_decoding=size_from_decoding)
-
-
-MAX_SIDE = 32768  # FFmpeg's own image-size checks refuse larger frames
-PROBE_PACKETS = 256  # packets decoded at most to find the frame size of a stream whose header lacks it
-
-
-def _plausible_size(width: int, height: int) -> bool:
-    return 1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE
-
-
-def _probe_frame_size(path: str, stream_index: int) -> tuple[int, int] | None:
-    """Decode from the start of a fresh open until a frame with a plausible size comes out: ``(W, H)`` or None."""
-    try:
-        container = av.open(path, mode="r", metadata_errors="ignore")
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError):
-        return None
-    try:
-        stream = container.streams[stream_index]
-        stream.thread_count = 1
-        seen = 0
-        packets = container.demux(stream)
-        while True:
             try:
-                packet = next(packets)
-            except StopIteration:
-                packet = None  # flush the decoder
-            except (av.error.FFmpegError, OSError):
-                return None
-            try:
-                frames = stream.decode(packet)
+                frames = stream.decode(None if _is_flush(packet) else packet)
             except (av.error.FFmpegError, OSError, ValueError):
                 frames = []
             for frame in frames:
                 if _plausible_size(int(frame.width), int(frame.height)):
-                    return int(frame.width), int(frame.height)
+                    return frame
             seen += 1
-            if packet is None or seen >= PROBE_PACKETS:
+            if seen >= PROBE_PACKETS:
                 return None
-    finally:
+    except (av.error.FFmpegError, OSError):
+        return None
+    return None
+
+
+def _format_names(container) -> set[str]:
+    return set((getattr(container.format, "name", "") or "").split(","))
+
+
+def _rate_candidates(stream) -> list[float]:
+    out = []
+    for rate in (getattr(stream.codec_context, "framerate", None), stream.average_rate, stream.guessed_rate,
+                 stream.base_rate):
         try:
-            container.close()
-        except Exception:
-            pass
+            value = float(rate) if rate else 0.0
+        except (TypeError, ZeroDivisionError, OverflowError):
+            value = 0.0
+        if 0 < value < 10_000:
+            out.append(value)
+    return out
+
+
+def _choose_fps(candidates: list[float], measured: float | None) -> float:
+    """The first nominal rate within 10% of the measured one, else the measured one (else the first nominal)."""
+    if measured and measured > 0:
+        for value in candidates:
+            if abs(value / measured - 1) < 0.1:
+                return value
+        return measured
+    return candidates[0] if candidates else 25.0
+
+
+def build_index(path: str, container, stream, *, autorotate: bool = True, reopen=None) -> FrameIndex:
+    """Build the :class:`FrameIndex` of ``stream`` (see the module doc for the two modes).
+
+    ``reopen()`` must return a fresh ``(container, stream)`` of the same file (decode mode needs a decoder that
+    has seen nothing yet); the containers it returns are closed here.
+    """
+    tb = stream.time_base or Fraction(1, 1)
+    tb = Fraction(tb.numerator, tb.denominator)
+    cc = stream.codec_context
+    formats = _format_names(container)
+    reorders = bool(getattr(cc, "has_b_frames", 0))
+    decode_mode = bool(formats & set(DECODE_FORMATS)) or (not formats & set(PTS_FORMATS) and reorders)
+    header = int(stream.frames or 0)
+    estimate = _header_frame_estimate(container)
+    num_video = len(container.streams.video)
+    entries: list[tuple[int | None, int | None, bool]] = []
+    dropped = discarded = 0
+    demux_error = None
+    demuxed = not decode_mode
+    if demuxed:
+        first_is_key = None
+        try:
+            for packet in container.demux(stream):
+                if _is_flush(packet):
+                    continue
+                if first_is_key is None:
+                    first_is_key = bool(packet.is_keyframe)
+                if packet.is_corrupt:
+                    dropped += 1  # e.g. the last packet of a cut-off file
+                    continue
+                if getattr(packet, "is_discard", False):
+                    discarded += 1  # hidden by an edit list: the decoder drops its frame
+                    continue
+                entries.append((packet.pts, packet.dts, bool(packet.is_keyframe)))
+        except (av.error.FFmpegError, OSError) as exc:
+            demux_error = _describe(exc)
+        if entries and (not first_is_key or any(e[0] is None for e in entries)
+                        or len(set(e[0] for e in entries)) != len(entries)):
+            decode_mode = True  # leading non-keyframes, missing or repeated pts: only decoding can tell
+    if decode_mode:
+        if demuxed:  # this container's decoder state and position are used up: scan a fresh one
+            scan_container, scan_stream = reopen()
+            try:
+                scan = _scan(scan_container, scan_stream)
+            finally:
+                scan_container.close()
+        else:
+            scan = _scan(container, stream)
+        return _decode_index(path, container, stream, scan, tb, autorotate, header, estimate, num_video)
+
+    if not entries:
+        cause = f" ({demux_error})" if demux_error else ""
+        raise VideoDecodeError(path, f"video stream has no readable packets{cause}")
+    n = len(entries)
+    pts_list = [e[0] for e in entries]
+    order = sorted(range(n), key=lambda i: pts_list[i])
+    pts = [pts_list[i] for i in order]
+    pos_of = {pts[j]: j for j in range(n)}
+    # Seek by the keyframe's pts: containers index keyframes by dts (<= pts) or pts, and FFmpeg's mov
+    # index is shifted by the edit list, so seeking to the dts can land one keyframe early.
+    keys = sorted((pos_of[pts_list[i]], pts_list[i]) for i in range(n) if entries[i][2])
+    if not keys or keys[0][0] != 0 or discarded:
+        if keys and keys[0][0] == 0:
+            keys = keys[1:]
+        keys.insert(0, (0, None))  # the first frames need the very beginning (an edit list hides its start)
+    key_positions = [k[0] for k in keys]
+    key_seek = [k[1] for k in keys]
+    span = float((pts[-1] - pts[0]) * tb)
+    candidates = _rate_candidates(stream)
+    if n > 1 and span > 0:
+        measured = (n - 1) / span
+        nominal = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(nominal) if nominal and abs(float(nominal) / measured - 1) < 0.5 else measured
+        duration = span + span / (n - 1)
+    else:
+        fps = candidates[0] if candidates else 25.0
+        duration = n / fps
+    first = _first_frame(container, stream)
+    coded_w, coded_h = int(cc.width or 0), int(cc.height or 0)
+    size_from_decoding = not _plausible_size(coded_w, coded_h)
+    if first is not None:
+        if size_from_decoding:
+            coded_w, coded_h = int(first.width), int(first.height)
+        matrix = _display_matrix(first)
+    else:
+        matrix = None
+        if size_from_decoding:
+            raise VideoDecodeError(path, f"the video stream's frame size is {coded_w}x{coded_h} and no frame "
+                                         f"could be decoded to find the real one")
+    rotation, transform = display_transform(matrix)
+    transform = transform if autorotate else None
+    width, height = (coded_h, coded_w) if transform in TRANSPOSING else (coded_w, coded_h)
+    return FrameIndex(pts=pts, num_frames=n, time_base=tb, key_positions=key_positions, key_seek_ts=key_seek,
+                      sequential=False, width=width, height=height, codec=cc.name, fps=float(fps),
+                      duration=float(duration), header_frames=header, dropped_packets=dropped,
+                      demux_error=demux_error, header_frame_estimate=estimate,
+                      size_from_decoding=size_from_decoding, mode="pts", stream_index=stream.index,
+                      num_video_streams=num_video, coded_width=coded_w, coded_height=coded_h, rotation=rotation,
+                      transform=transform, discarded_packets=discarded)
+
+
+def _decode_index(path, container, stream, scan: _Scan, tb: Fraction, autorotate: bool, header: int,
+                  estimate: int, num_video: int) -> FrameIndex:
+    n = len(scan.times)
+    if n == 0:
+        cause = f" ({scan.demux_error})" if scan.demux_error else ""
+        what = "no frame could be decoded" if scan.packets else "video stream has no readable packets"
+        raise VideoDecodeError(path, f"{what}{cause}")
+    cc = stream.codec_context
+    coded_w, coded_h = int(cc.width or 0), int(cc.height or 0)
+    size_from_decoding = not _plausible_size(coded_w, coded_h) or (scan.size is not None
+                                                                 and scan.size != (coded_w, coded_h))
+    if size_from_decoding and scan.size is not None:
+        coded_w, coded_h = scan.size
+    if not _plausible_size(coded_w, coded_h):
+        raise VideoDecodeError(path, f"the video stream's frame size is {coded_w}x{coded_h}")
+    times = scan.times
+    seconds = None
+    if all(t is not None for t in times) and all(b > a for a, b in zip(times, times[1:])):
+        seconds = [float(t * tb) for t in times]
+    candidates = _rate_candidates(stream)
+    measured = (n - 1) / (seconds[-1] - seconds[0]) if seconds is not None and n > 1 else None
+    fps = _choose_fps(candidates, measured)
+    if seconds is None:
+        start = next((float(t * tb) for t in times if t is not None), 0.0)
+        seconds = [start + i / fps for i in range(n)]
+        duration = n / fps
+    else:
+        span = seconds[-1] - seconds[0]
+        duration = span + span / (n - 1) if n > 1 and span > 0 else n / fps
+    rotation, transform = display_transform(scan.matrix)
+    transform = transform if autorotate else None
+    width, height = (coded_h, coded_w) if transform in TRANSPOSING else (coded_w, coded_h)
+    return FrameIndex(pts=None, num_frames=n, time_base=tb, key_positions=[0], key_seek_ts=[None],
+                      sequential=True, width=width, height=height, codec=cc.name, fps=float(fps),
+                      duration=float(duration), header_frames=header, dropped_packets=scan.corrupt,
+                      demux_error=scan.demux_error, header_frame_estimate=estimate,
+                      size_from_decoding=size_from_decoding, mode="decode", stream_index=stream.index,
+                      num_video_streams=num_video, coded_width=coded_w, coded_height=coded_h, rotation=rotation,
+                      transform=transform, discarded_packets=0, frame_times=seconds)
+
+
+MAX_SIDE = 32768  # FFmpeg's own image-size checks refuse larger frames
+PROBE_PACKETS = 256  # packets decoded at most to find the first frame of a stream
+
+
+def _plausible_size(width: int, height: int) -> bool:
+    return 1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE
 
 
 def _header_frame_estimate(container) -> int:
@@ -229,8 +598,11 @@ def _header_frame_estimate(container) -> int:
 class PyAVDecoder:
     """Decodes wanted frame positions from one open container, keeping decoder state between calls."""
 
-    def __init__(self, path: str, container, stream, index: FrameIndex):
+    def __init__(self, path: str, container, stream, index: FrameIndex, *, reopen=None):
         self.path = path
+        # a fresh (container, stream) of the same file at its start; decode mode restarts with a new decoder
+        self._reopen_fn = reopen or (lambda: open_container(path, num_threads=stream.thread_count,
+                                                            stream=stream.index))
         self._container = container
         self._stream = stream
         self._index = index
@@ -252,7 +624,15 @@ class PyAVDecoder:
 
     def _seek(self, key_number: int) -> None:
         index = self._index
-        ts = index.key_seek_ts[key_number] if not index.sequential else None
+        if index.mode == "decode":
+            # Decode mode counts the decoder's output from the very start, so it needs the state the index was
+            # built with: a decoder that has seen nothing (a flushed one still knows e.g. earlier H.264 PPS).
+            self._reopen()
+            self._gen = self._frames()
+            self._last = -1
+            self.seeks += 1
+            return
+        ts = index.key_seek_ts[key_number]
         try:
             if ts is None or index.key_positions[key_number] == 0:
                 self._container.seek(0, backward=True, any_frame=False, stream=self._stream)
@@ -266,10 +646,10 @@ class PyAVDecoder:
         self.seeks += 1
 
     def _reopen(self) -> None:
-        threads = self._stream.thread_count
         self._gen = None
         self._container.close()
-        self._container, self._stream = open_container(self.path, num_threads=threads)  # at the start
+        self._container = None
+        self._container, self._stream = self._reopen_fn()  # at the start
 
     def _frames(self):
         """Yield ``(position, frame)`` in presentation order from the current container position."""
@@ -278,6 +658,12 @@ class PyAVDecoder:
         counter = -1
         pos_of = self._pos_of
         skipping = False
+        if pos_of is None:  # decode mode: the i-th frame out of a fresh decoder is frame i
+            for frame in decode_from_start(self._container, stream, self._on_error):
+                self.frames_decoded += 1
+                counter += 1
+                yield counter, frame
+            return
         try:
             for packet in self._container.demux(stream):
                 # A non-reference frame nobody asked for is never needed: let the decoder drop it. Only before
@@ -306,6 +692,10 @@ class PyAVDecoder:
             if skipping:
                 cc.skip_frame = "DEFAULT"
 
+    def _on_error(self, where: str, exc: BaseException) -> None:
+        if where == "decode":
+            self._warn(f"skipped a packet the decoder rejected ({_describe(exc)})")
+
     def _warn(self, message: str) -> None:
         if not self._warned:
             warnings.warn(f"{self.path}: {message}", RuntimeWarning, stacklevel=5)
@@ -318,7 +708,9 @@ class PyAVDecoder:
         self._skip_below = positions[-1]
         # At the native size convert to the indexed size too: a frame whose size differs from the stream's
         # (a damaged header, a mid-stream size change) is scaled instead of breaking the output's shape.
-        width, height = (size[1], size[0]) if size is not None else (index.width, index.height)
+        height, width = out.shape[1:3]
+        if index.transform in TRANSPOSING:
+            width, height = height, width  # convert at the coded orientation, then transpose
         t = 0
         retreat = 0  # keyframes further back to seek after a seek landed past the target
         clean = False  # the current run started with a seek made for the current target
@@ -367,8 +759,8 @@ class PyAVDecoder:
             clean = False
 
     def _convert(self, frame, width, height, dest: np.ndarray) -> None:
-        rgb = self._reformatter.reformat(frame, width=width, height=height, format="rgb24", threads=1)
-        dest[...] = rgb.to_ndarray()
+        rgb = self._reformatter.reformat(frame, width=width, height=height, format="rgb24", **_REFORMAT_KWARGS)
+        dest[...] = orient(rgb.to_ndarray(), self._index.transform)
 
     def close(self) -> None:
         self._gen = None

@@ -41,6 +41,16 @@ class VideoReader:
             ``"NHWC"`` -> ``(T, H, W, 3)``.
         max_bytes: refuse one call that would return more than this many bytes of frames (``None`` = no
             limit); use a sampler, a smaller ``size`` or :meth:`iter_frames` instead.
+        stream: which stream of the container to decode, by its container index (``ffmpeg -map 0:<stream>``);
+            ``None`` = the one the FFmpeg CLI picks (largest frame area, ``default`` disposition first, never an
+            attached cover picture).
+        autorotate: apply the display matrix (portrait phone videos: MP4 ``tkhd`` / display-matrix side data)
+            as the FFmpeg CLI does by default, so 90/270-degree videos come out ``W x H`` swapped; ``False``
+            keeps the coded orientation (``ffmpeg -noautorotate``). The angle is ``metadata.rotation``.
+
+    Index ``i`` is the ``i``-th frame ``ffmpeg -i F -fps_mode passthrough -pix_fmt rgb24 -f rawvideo -``
+    writes (see :mod:`seqvision.io._pyav_backend` for how: a demux-only index where the container has per-frame
+    timestamps, the decoder's own output order elsewhere).
 
     Raises:
         VideoDecodeError: the file is missing, empty, not a video, has no video stream or no readable frames.
@@ -60,6 +70,8 @@ class VideoReader:
         num_threads: int = 0,
         dimension_order: Literal["NCHW", "NHWC"] = "NCHW",
         max_bytes: int | None = DEFAULT_MAX_BYTES,
+        stream: int | None = None,
+        autorotate: bool = True,
     ):
         self._decoder = None
         self._container = None
@@ -74,12 +86,22 @@ class VideoReader:
             raise ConfigError("num_threads", f"must be an int >= 0, got {num_threads!r}")
         if max_bytes is not None and max_bytes <= 0:
             raise ConfigError("max_bytes", f"must be > 0 or None, got {max_bytes!r}")
+        if stream is not None and (isinstance(stream, bool) or not isinstance(stream, int) or stream < 0):
+            raise ConfigError("data.stream", f"must be None or a stream index >= 0, got {stream!r}")
+        if not isinstance(autorotate, bool):
+            raise ConfigError("data.autorotate", f"must be true or false, got {autorotate!r}")
         self.dimension_order = dimension_order
         self.max_bytes = max_bytes
 
-        self._container, stream = open_container(self.path, num_threads=num_threads)
+        self._container, chosen = open_container(self.path, num_threads=num_threads, stream=stream)
+        chosen_index, path_ = chosen.index, self.path
+
+        def reopen():  # holds no reference to self: __del__ must still close the file
+            return open_container(path_, num_threads=num_threads, stream=chosen_index)
+
+        stream = chosen
         try:
-            self._index = build_index(self.path, self._container, stream)
+            self._index = build_index(self.path, self._container, stream, autorotate=autorotate, reopen=reopen)
         except BaseException:
             self.close()
             raise
@@ -90,7 +112,8 @@ class VideoReader:
                           f"{index.num_frames} frames that could be read"
                           f"{' (' + index.demux_error + ')' if index.demux_error else ''}", RuntimeWarning,
                           stacklevel=2)
-        elif index.header_frames and index.header_frames != index.num_frames:
+        elif (index.mode == "pts" and index.header_frames
+              and index.header_frames != index.num_frames + index.discarded_packets):
             warnings.warn(f"{self.path}: the container header says {index.header_frames} frames but "
                           f"{index.num_frames} were found; using {index.num_frames}", RuntimeWarning, stacklevel=2)
 
@@ -109,7 +132,7 @@ class VideoReader:
                     warnings.warn(f"{self.path}: decord would not return exact frames here ({why}); using the "
                                   f"pyav backend", RuntimeWarning, stacklevel=2)
         if self._decoder is None:
-            self._decoder = PyAVDecoder(self.path, self._container, stream, index)  # owns the container now
+            self._decoder = PyAVDecoder(self.path, self._container, stream, index, reopen=reopen)  # owns it now
             self._container = None
         else:
             self._container.close()
@@ -121,7 +144,8 @@ class VideoReader:
         """The video's :class:`VideoMetadata` (measured from its packets)."""
         i = self._index
         return VideoMetadata(path=self.path, num_frames=i.num_frames, fps=i.fps, duration=i.duration,
-                             width=i.width, height=i.height, codec=i.codec)
+                             width=i.width, height=i.height, codec=i.codec, rotation=i.rotation,
+                             stream=i.stream_index)
 
     def __len__(self) -> int:
         return self._index.num_frames
@@ -136,12 +160,12 @@ class VideoReader:
 
     @property
     def width(self) -> int:
-        """Native frame width (before resize)."""
+        """Native frame width (before resize, after autorotation)."""
         return self._index.width
 
     @property
     def height(self) -> int:
-        """Native frame height (before resize)."""
+        """Native frame height (before resize, after autorotation)."""
         return self._index.height
 
     @property

@@ -18,8 +18,11 @@ class VideoMetadata:
         num_frames: frames in presentation order that the reader can return (``len(reader)``).
         fps: average frame rate (frames per second).
         duration: seconds from the first frame's start to the last frame's end.
-        width, height: coded frame size in pixels (before any resize).
+        width, height: frame size in pixels as returned at the native size (after autorotation, before resize).
         codec: FFmpeg codec name, e.g. ``"h264"``.
+        rotation: clockwise degrees the display matrix asks for (0, 90, 180 or 270 for phone videos);
+            ``width``/``height`` are after it when the reader autorotates.
+        stream: the container index of the decoded video stream.
     """
 
     path: str
@@ -29,6 +32,8 @@ class VideoMetadata:
     width: int
     height: int
     codec: str
+    rotation: int = 0
+    stream: int = 0
 
 
 @dataclass
