@@ -54,10 +54,12 @@ def _file_identity(path: str | os.PathLike) -> dict[str, Any]:
     return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def cache_settings(cfg: Config, *, precision: str = "fp32", dtype: str = "float16") -> dict[str, Any]:
+def cache_settings(cfg: Config, *, precision: str = "fp32", dtype: str = "float16",
+                   resize_on: str = "decoder") -> dict[str, Any]:
     """Every setting that changes the cached features (hashed into the cache fingerprint).
 
     Extraction always uses the deterministic ``data.sampler`` (never ``train_sampler``) and a centre crop.
+    ``resize_on`` is where extraction resized the frames (``"decoder"`` or ``"device"``: other resampling).
     """
     d, e = cfg.data, cfg.encoder
     weights: Any = e.weights
@@ -85,6 +87,8 @@ def cache_settings(cfg: Config, *, precision: str = "fp32", dtype: str = "float1
         "precision": precision,  # autocast on CUDA changes the numbers
         "dtype": dtype,
     }
+    if resize_on != "decoder":  # absent for decoder resizing, so caches made before this setting keep their key
+        settings["resize_on"] = resize_on
     return settings
 
 
@@ -143,8 +147,10 @@ class FeatureCache:
         self._verified: set[str] = set()
 
     @classmethod
-    def from_config(cls, cfg: Config, *, precision: str = "fp32", dtype: str = "float16") -> "FeatureCache":
-        return cls(default_cache_dir(cfg), cache_settings(cfg, precision=precision, dtype=dtype))
+    def from_config(cls, cfg: Config, *, precision: str = "fp32", dtype: str = "float16",
+                    resize_on: str = "decoder") -> "FeatureCache":
+        return cls(default_cache_dir(cfg), cache_settings(cfg, precision=precision, dtype=dtype,
+                                                          resize_on=resize_on))
 
     # ------------------------------------------------------------------------------------------------------------
     @property

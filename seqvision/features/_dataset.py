@@ -77,11 +77,10 @@ class FeatureDataset(Dataset):
         """The cached features of one split, for the settings in ``cfg`` (see :func:`extract_features`)."""
         from ..data import load_index
         from ..runtime import select_device
-        from ._extract import _precision
+        from ._extract import feature_cache
 
         index = load_index(cfg.data, seed=cfg.seed)
-        precision = _precision(select_device(cfg.train.device), cfg.encoder)
-        cache = FeatureCache.from_config(cfg, precision=precision)
+        cache = feature_cache(cfg, select_device(cfg.train.device))
         return cls(cache, index.split(split), label_names=index.label_names,
                    frame_label_names=index.frame_label_names, verify=verify,
                    hint=f" (seqvision extract --config <your config> --split {split})")
