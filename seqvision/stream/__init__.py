@@ -8,5 +8,8 @@ Example:
 """
 
 from ._online import NotStreamableError, OnlinePredictor, check_streamable, frame_size
+from ._run import StreamSummary, plot_timeline, run_stream
+from ._source import FrameSource, SourceFrame
 
-__all__ = ["OnlinePredictor", "NotStreamableError", "check_streamable", "frame_size"]
+__all__ = ["OnlinePredictor", "NotStreamableError", "check_streamable", "frame_size", "FrameSource", "SourceFrame",
+           "run_stream", "StreamSummary", "plot_timeline"]
