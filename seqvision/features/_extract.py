@@ -28,9 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..config import Config
+from ..data import ErrorReport, VideoDataset, load_index
+from ..runtime import select_device
 from ..errors import CacheError, DatasetError
 from ._cache import FeatureCache, atomic_write_bytes, default_cache_dir
 from ._encoder import FrameEncoder, build_encoder
@@ -207,6 +210,37 @@ def feature_cache(cfg: Config, device: torch.device, *, dtype: str = "float16") 
                                     resize_on=_resize_on(device, cfg.encoder))
 
 
+def chunk_frames(device: torch.device, enc_cfg) -> int:
+    """Frames per CNN forward in extraction: ``encoder.chunk_size``, at least 512 on CUDA."""
+    return max(enc_cfg.chunk_size, _CUDA_CHUNK) if device.type == "cuda" else enc_cfg.chunk_size
+
+
+def decode_loader(cfg: Config, records, device: torch.device, *, chunk: int, batch_size: int | None = None):
+    """The decode stage of extraction alone (also timed by ``benchmarks/pipeline.py``).
+
+    Returns ``(loader, clips_per_forward)``: a DataLoader over ``records`` (deterministic sampling, centre crop,
+    ``on_error="skip"``) in ``data.num_workers`` workers whose batches are :func:`_collate_frames` dicts, and
+    the number of clips to gather per CNN forward (``batch_size``, else ``chunk // data.num_frames``).
+    """
+    data_cfg = dataclasses.replace(cfg.data, on_error="skip")
+    workers = min(cfg.data.num_workers, len(records))
+    dataset = VideoDataset.from_config(data_cfg, records, train=False)
+    dataset.decode_threads = 1 if workers > 0 else 0
+    if _resize_on(device, cfg.encoder) == "device":  # native size out of the decoder; resized on the device
+        dataset.size, dataset.transform = None, None
+    clips_per_forward = batch_size or max(1, chunk // max(1, cfg.data.num_frames))
+    # A worker task is a few clips: enough tasks for every worker even on a small dataset (it is the unit of
+    # parallelism), while the main process still gathers whole chunks for the CNN.
+    per_task = clips_per_forward if workers == 0 else max(1, min(clips_per_forward, 4,
+                                                                 math.ceil(len(records) / (2 * workers))))
+    loader = DataLoader(dataset, batch_size=per_task, num_workers=workers, collate_fn=_collate_frames,
+                        pin_memory=device.type == "cuda", persistent_workers=False,
+                        prefetch_factor=max(2, math.ceil(2 * clips_per_forward / (per_task * workers)))
+                        if workers > 0 else None,
+                        worker_init_fn=_lower_priority if workers > 0 and device.type == "cpu" else None)
+    return loader, clips_per_forward
+
+
 @dataclass
 class _Chunk:
     """Frames gathered for one CNN call, then its features on their way back to the host."""
@@ -250,11 +284,6 @@ def extract_features(cfg: Config, *, splits: list[str] | str | None = None, prog
         >>> summary = extract_features(load_config("configs/synthetic_classify.yaml"))
         >>> print(summary)
     """
-    from torch.utils.data import DataLoader
-
-    from ..data import ErrorReport, VideoDataset, load_index
-    from ..runtime import select_device
-
     if dtype not in _DTYPES:
         raise ValueError(f"extract_features: dtype must be one of {_DTYPES}, got {dtype!r}")
     rank, world_size = _dist_shard(rank, world_size)
@@ -275,28 +304,13 @@ def extract_features(cfg: Config, *, splits: list[str] | str | None = None, prog
     summary = ExtractSummary(cache_dir=str(cache.dir), skipped=len(records) - len(todo), rank=rank,
                              world_size=world_size, errors=ErrorReport(), resize_on=resize_on)
 
-    chunk = max(cfg.encoder.chunk_size, _CUDA_CHUNK) if dev.type == "cuda" else cfg.encoder.chunk_size
+    chunk = chunk_frames(dev, cfg.encoder)
     encoder = _make_encoder(cfg, cache, dev, chunk_size=chunk)
     summary.dim = encoder.dim
     if not todo:
         return summary
 
-    data_cfg = dataclasses.replace(cfg.data, on_error="skip")
-    workers = min(cfg.data.num_workers, len(todo))
-    dataset = VideoDataset.from_config(data_cfg, todo, train=False)
-    dataset.decode_threads = 1 if workers > 0 else 0
-    if resize_on == "device":  # native size out of the decoder; resize and crop happen on the device
-        dataset.size, dataset.transform = None, None
-    clips_per_forward = batch_size or max(1, chunk // max(1, cfg.data.num_frames))
-    # A worker task is a few clips: enough tasks for every worker even on a small dataset (it is the unit of
-    # parallelism), while the main process still gathers whole chunks for the CNN.
-    per_task = clips_per_forward if workers == 0 else max(1, min(clips_per_forward, 4,
-                                                                 math.ceil(len(todo) / (2 * workers))))
-    loader = DataLoader(dataset, batch_size=per_task, num_workers=workers, collate_fn=_collate_frames,
-                        pin_memory=dev.type == "cuda", persistent_workers=False,
-                        prefetch_factor=max(2, math.ceil(2 * clips_per_forward / (per_task * workers)))
-                        if workers > 0 else None,
-                        worker_init_fn=_lower_priority if workers > 0 and dev.type == "cpu" else None)
+    loader, clips_per_forward = decode_loader(cfg, todo, dev, chunk=chunk, batch_size=batch_size)
     by_key = {(r.id, str(r.path)): r for r in todo}
     by_path = {str(r.path): r for r in todo}
     np_dtype = getattr(np, dtype)
