@@ -22,6 +22,7 @@ def _add_config_args(p: argparse.ArgumentParser, *, required: bool = True) -> No
 
 def build_parser() -> argparse.ArgumentParser:
     from . import _commands as c
+    from . import _stream
 
     parser = argparse.ArgumentParser(
         prog="seqvision",
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR")
         if name == "classify":
             p.add_argument("--top-k", type=int, default=5)
+            _stream.add_window_args(p)
         else:
             p.add_argument("--beam-size", type=int, default=None, help="default: the config's eval.beam_size")
         p.add_argument("--json", action="store_true", help="JSON on stdout, nothing else there")
@@ -80,8 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="inspect_out")
     p.set_defaults(func=c.cmd_inspect)
 
+    p = sub.add_parser("stream", help="label a live stream, a growing file or a device frame by frame (JSON lines)")
+    _stream.add_stream_args(p)
+    p.set_defaults(func=c.cmd_stream)
+
+    p = sub.add_parser("export", help="write ONNX / TorchScript files of a checkpoint for deployment")
+    _stream.add_export_args(p)
+    p.set_defaults(func=c.cmd_export)
+
     p = sub.add_parser("bench", help="benchmarks: seq-len, decode, pipeline")
-    p.add_argument("which", choices=["seq-len", "decode", "pipeline"])
+    p.add_argument("which", choices=["seq-len", "decode", "pipeline", "stream"])
     p.add_argument("args", nargs=argparse.REMAINDER, help="passed to the benchmark (try --help after the name)")
     p.set_defaults(func=c.cmd_bench)
 

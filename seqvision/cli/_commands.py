@@ -102,6 +102,10 @@ def cmd_predict(args) -> int:
     from ._predict import predict_videos
 
     videos, problems = collect_videos(args.inputs)
+    if getattr(args, "window", None):  # long untrimmed videos, window by window (seqvision.stream)
+        from ._stream import window_command
+
+        return window_command(args, videos, problems)
     opts = {"top_k": args.top_k} if args.mode == "classify" else {"beam_size": args.beam_size}
     results, failed = predict_videos(args.checkpoint, videos, mode=args.mode, device=args.device,
                                      batch_size=args.batch_size, progress=not args.json, **opts)
@@ -130,6 +134,18 @@ def cmd_inspect(args) -> int:
     for path in written:
         print(path)
     return 0
+
+
+def cmd_stream(args) -> int:
+    from ._stream import stream_command
+
+    return stream_command(args)
+
+
+def cmd_export(args) -> int:
+    from ._stream import export_command
+
+    return export_command(args)
 
 
 def cmd_bench(args) -> int:
@@ -193,5 +209,5 @@ def cmd_demo(args) -> int:
     return 0 if report.get("ok", True) else 1
 
 
-__all__ = ["cmd_synth", "cmd_extract", "cmd_train", "cmd_eval", "cmd_predict", "cmd_inspect", "cmd_bench",
+__all__ = ["cmd_synth", "cmd_extract", "cmd_train", "cmd_eval", "cmd_predict", "cmd_inspect", "cmd_stream", "cmd_export", "cmd_bench",
            "cmd_info", "cmd_demo", "collect_videos", "SeqVisionError"]
