@@ -17,7 +17,7 @@ from ..data import build_transform
 from ..errors import SeqVisionError
 from ..io import sample_indices
 
-__all__ = ["OnlinePredictor", "NotStreamableError", "frame_size"]
+__all__ = ["OnlinePredictor", "NotStreamableError", "FramePreparer", "frame_size", "check_streamable"]
 
 
 class NotStreamableError(SeqVisionError, ValueError):
@@ -52,6 +52,39 @@ def check_streamable(model: torch.nn.Module, *, source: str = "<checkpoint>") ->
             f"{what} is not known until the video ends and cannot be given online. Train a unidirectional model to "
             f"stream (model.bidirectional: false, e.g. configs/synthetic_frames_causal.yaml), or label whole "
             f"videos with `seqvision classify --window`")
+
+
+class FramePreparer:
+    """Turns a frame into the model's input exactly as the training data path does: swscale resize to
+    ``data.size`` (``data.resize``), RGB, then the centre crop of ``data.crop``.
+
+    ``__call__(frame)``: an ``av.VideoFrame`` (any pixel format), or RGB uint8 ``(H, W, 3)`` (NumPy or tensor) /
+    ``(3, H, W)`` tensor of any size -> ``(3, H, W)`` uint8 tensor.
+
+    Raises:
+        ValueError: a frame that is not RGB uint8.
+    """
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self._crop = build_transform(cfg.data, train=False)
+        self._reformatter = VideoReformatter()
+
+    def __call__(self, frame) -> torch.Tensor:
+        if not isinstance(frame, av.VideoFrame):
+            arr = frame.cpu().numpy() if torch.is_tensor(frame) else np.asarray(frame)
+            if arr.ndim == 3 and arr.shape[0] == 3 and arr.shape[-1] != 3:
+                arr = arr.transpose(1, 2, 0)  # (H, W, 3)
+            if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[-1] != 3:
+                raise ValueError(f"frame must be an av.VideoFrame or RGB uint8 (H, W, 3) / (3, H, W), got "
+                                 f"{arr.dtype} {arr.shape}")
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
+        h, w = frame_size(self.cfg, frame.height, frame.width)
+        rgb = self._reformatter.reformat(frame, width=w, height=h, format="rgb24", threads=1).to_ndarray()
+        x = torch.from_numpy(rgb).permute(2, 0, 1)  # (3, H, W)
+        if self._crop is not None:
+            x = self._crop(x[None])[0].as_subclass(torch.Tensor)
+        return x
 
 
 @dataclass
@@ -107,8 +140,7 @@ class OnlinePredictor:
         self.window = int(window) if window else (2 * self.cfg.data.num_frames if self.task == "caption" else None)
         self.top_k = top_k
         self.beam_size = beam_size or self.cfg.eval.beam_size
-        self._crop = build_transform(self.cfg.data, train=False)
-        self._reformatter = VideoReformatter()
+        self._prepare = FramePreparer(self.cfg)
         self.reset()
 
     @classmethod
@@ -135,26 +167,8 @@ class OnlinePredictor:
         self._caption = _Window()
 
     def prepare(self, frame) -> torch.Tensor:
-        """One frame as the model's input: ``(3, H, W)`` uint8 at the training size.
-
-        Args:
-            frame: an ``av.VideoFrame`` (any pixel format), or RGB uint8 ``(H, W, 3)`` (NumPy or tensor) /
-                ``(3, H, W)`` tensor of any size. Other sizes are resized by swscale like the decoder does.
-        """
-        if not isinstance(frame, av.VideoFrame):
-            arr = frame.cpu().numpy() if torch.is_tensor(frame) else np.asarray(frame)
-            if arr.ndim == 3 and arr.shape[0] == 3 and arr.shape[-1] != 3:
-                arr = arr.transpose(1, 2, 0)  # (H, W, 3)
-            if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[-1] != 3:
-                raise ValueError(f"frame must be an av.VideoFrame or RGB uint8 (H, W, 3) / (3, H, W), got "
-                                 f"{arr.dtype} {arr.shape}")
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
-        h, w = frame_size(self.cfg, frame.height, frame.width)
-        rgb = self._reformatter.reformat(frame, width=w, height=h, format="rgb24", threads=1).to_ndarray()
-        x = torch.from_numpy(rgb).permute(2, 0, 1)  # (3, H, W)
-        if self._crop is not None:
-            x = self._crop(x[None])[0].as_subclass(torch.Tensor)
-        return x
+        """One frame as the model's input: ``(3, H, W)`` uint8 at the training size (see :class:`FramePreparer`)."""
+        return self._prepare(frame)
 
     @torch.inference_mode()
     def encode(self, frames: torch.Tensor) -> torch.Tensor:

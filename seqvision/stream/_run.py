@@ -227,11 +227,11 @@ def plot_timeline(results: list[dict], out: str | Path, *, title: str = "") -> P
         ax.set_yticks([])
     elif rows:
         times = [r["time"] for r in rows]
-        names = sorted({n for r in rows for n in r.get("probs", {})})
+        names = sorted({n for r in rows for n in r.get("probs", {})} | {r["label"] for r in rows if r.get("label")})
         order = {n: i for i, n in enumerate(names)}
         for n in names:
-            ax.plot(times, [r["probs"].get(n, float("nan")) for r in rows], label=n, color=f"C{order[n] % 10}",
-                    linewidth=1)
+            ax.plot(times, [r.get("probs", {}).get(n, float("nan")) for r in rows], label=n,
+                    color=f"C{order[n] % 10}", linewidth=1)
         span = [(t, r["label"]) for t, r in zip(times, rows)]
         for (t, lab), nxt in zip(span, times[1:] + [times[-1] + (times[-1] - times[0]) / max(1, len(times) - 1)]):
             ax.axvspan(t, nxt, ymin=0.0, ymax=0.06, color=f"C{order.get(lab, 0) % 10}", linewidth=0)

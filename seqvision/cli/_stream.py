@@ -1,0 +1,149 @@
+"""Arguments and implementations of ``seqvision stream``, ``seqvision export`` and ``classify --window``
+(issue #15). The heavy modules (torch, PyAV, the models) are imported when a command runs, so building the
+parser stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import ConfigError
+
+__all__ = ["add_stream_args", "stream_command", "add_export_args", "export_command", "add_window_args", "window_command"]
+
+
+def _options(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for p in pairs:
+        key, sep, value = p.partition("=")
+        if not sep or not key:
+            raise ConfigError("--option", f"expected KEY=VALUE (an FFmpeg input option), got {p!r}")
+        out[key] = value
+    return out
+
+
+def add_stream_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("source", metavar="SOURCE",
+                   help="a video file, a file still being written (--follow), a URL (rtsp://, rtmp://, udp://, "
+                        "http(s)://, ...) or a capture device (/dev/video0)")
+    p.add_argument("--fps", type=float, default=None,
+                   help="frames per second to run the model at (default: the checkpoint's data.fps when it was "
+                        "trained with the fps sampler, else every frame)")
+    p.add_argument("--window", type=int, default=None,
+                   help="frames per window: clip models restart their running label, captioners write a caption "
+                        "(default: never / 2 x data.num_frames)")
+    p.add_argument("--micro-batch", type=int, default=1, help="frames per CNN call when frames queue up")
+    p.add_argument("--queue", type=int, default=8, help="decoded frames waiting at most; beyond that live "
+                                                        "sources drop the oldest")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after this many processed frames")
+    p.add_argument("--follow", action="store_true", help="the file is still being written: wait for more data")
+    p.add_argument("--idle-timeout", type=float, default=5.0, help="--follow: end after this many seconds "
+                                                                   "without growth")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds without data before a live source counts "
+                                                              "as stalled")
+    p.add_argument("--reconnects", type=int, default=3, help="reopen a stalled or cut live source at most this "
+                                                             "many times in a row")
+    p.add_argument("--backoff", type=float, default=0.5, help="seconds before the first reconnect, doubled each "
+                                                              "time")
+    p.add_argument("--format", dest="input_format", default=None, help="FFmpeg input format (mpegts, v4l2, ...)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="FFmpeg input option, e.g. rtsp_transport=tcp or video_size=640x480 (repeatable)")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--timeline", default=None, metavar="PNG", help="write a timeline plot of the run")
+    p.add_argument("--device", default="cpu")
+
+
+def stream_command(args) -> int:
+    """``seqvision stream``: JSON lines on stdout (one per processed frame, then ``{"summary": ...}``)."""
+    from ..stream import FrameSource, OnlinePredictor, plot_timeline, run_stream
+
+    pred = OnlinePredictor.from_checkpoint(args.checkpoint, device=args.device, window=args.window,
+                                           top_k=args.top_k)
+    fps = args.fps
+    if fps is None and pred.cfg.data.sampler == "fps" and pred.cfg.data.fps > 0:
+        fps = float(pred.cfg.data.fps)
+    source = FrameSource(args.source, follow=args.follow, timeout=args.timeout, reconnects=args.reconnects,
+                         backoff=args.backoff, idle_timeout=args.idle_timeout, input_format=args.input_format,
+                         options=_options(args.option))
+
+    def emit(r: dict) -> None:
+        print(json.dumps(r), flush=True)
+
+    summary, results = run_stream(source, pred, fps=fps, micro_batch=args.micro_batch, queue_size=args.queue,
+                                  max_frames=args.max_frames, on_result=emit, keep_results=bool(args.timeline))
+    print(json.dumps({"summary": summary.to_dict()}), flush=True)
+    if args.timeline:
+        plot_timeline(results, args.timeline, title=f"{args.source} ({pred.task})")
+    lat = summary.latency_ms.get("total", {})
+    print(f"seqvision stream: {summary.processed} frames in {summary.seconds:.1f} s ({summary.fps} frames/s), "
+          f"{summary.dropped} dropped, {summary.reconnects} reconnects, end: {summary.end_reason}; latency "
+          f"p50 {lat.get('p50', 0):.1f} ms, p95 {lat.get('p95', 0):.1f} ms", file=sys.stderr)
+    return 0 if summary.end_reason in ("eof", "interrupted", "max frames", "stopped") else 1
+
+
+def add_export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--format", dest="formats", action="append", choices=["onnx", "torchscript"], default=None,
+                   help="onnx or torchscript (repeatable; default both)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--no-check", action="store_true", help="skip the parity check against PyTorch")
+
+
+def export_command(args) -> int:
+    from ..export import export_checkpoint
+
+    report = export_checkpoint(args.checkpoint, args.out, formats=args.formats or ["onnx", "torchscript"],
+                               check=not args.no_check)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def add_window_args(p: argparse.ArgumentParser) -> None:
+    """``classify --window S --stride S``: label a long video window by window."""
+    p.add_argument("--window", type=float, default=None, metavar="SECONDS",
+                   help="label long videos window by window (streaming decode); frame models give a per-frame "
+                        "timeline")
+    p.add_argument("--stride", type=float, default=None, metavar="SECONDS", help="window step (default: --window)")
+    p.add_argument("--timeline", default=None, metavar="PNG_OR_DIR",
+                   help="--window: timeline PNG (a folder when there are several videos)")
+
+
+def window_command(args, videos, problems) -> int:
+    """``seqvision classify --window S [--stride S]``: one line (or JSON line) per window of each video."""
+    from pathlib import Path
+
+    from ..runtime import select_device
+    from ..stream import plot_timeline
+    from ..stream._window import label_windows
+    from ..train import load_model
+
+    loaded = load_model(args.checkpoint, device=str(select_device(args.device)), with_encoder=True)
+    failed = list(problems)
+    for video in videos:
+        gen = label_windows(loaded, video, window=args.window, stride=args.stride, top_k=args.top_k)
+        try:
+            while True:
+                w = next(gen)
+                if args.json:
+                    print(json.dumps({"path": str(video), **w}), flush=True)
+                else:
+                    what = w.get("label") or w.get("caption") or " ".join(w.get("frame_labels", []))
+                    print(f"{video} [{w['start']:.2f}-{w['end']:.2f} s]: {what}", flush=True)
+        except StopIteration as stop:
+            labels = stop.value
+        except Exception as exc:  # one bad video does not stop the others
+            failed.append((str(video), str(exc)))
+            continue
+        if args.timeline:
+            png = Path(args.timeline)
+            if len(videos) > 1 or png.suffix.lower() != ".png":
+                png = png / f"{Path(video).stem}_timeline.png"
+            rows = labels.timeline or [{"time": w["start"], "label": w.get("label"), "probs": w.get("probs", {})}
+                                       for w in labels.windows]
+            plot_timeline(rows, png, title=f"{Path(video).name}: windows of {args.window:g} s")
+            print(f"timeline: {png}", file=sys.stderr)
+    for p, e in failed:
+        print(f"{p}: FAILED: {e}", file=sys.stderr)
+    return 1 if failed else 0

@@ -1,0 +1,152 @@
+"""Long untrimmed videos labelled window by window: streaming decode, a bounded buffer of CNN features, the
+offline model on each window (any model: bidirectional and attention ones too)."""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from ..io import sample_indices
+from ._online import FramePreparer
+from ._source import FrameSource
+
+__all__ = ["label_windows", "WindowLabels"]
+
+
+@dataclass
+class WindowLabels:
+    """All windows of one video, and for frame models the per-frame timeline.
+
+    Attributes:
+        windows: one dict per window: ``start`` / ``end`` (s), ``frames`` (frame indices used), ``label`` and
+            ``probs`` (top-k ``{name: p}``; classify), ``frame_labels`` (frames), ``caption`` (caption).
+        timeline: frames task: ``[{"time", "frame", "label"}]`` for every sampled frame, labelled by the window
+            whose centre is nearest (so overlapping windows agree on one label per frame).
+        max_buffered: the most frame features held at once (bounded by the window, not the video's length).
+    """
+
+    path: str
+    task: str
+    windows: list[dict] = field(default_factory=list)
+    timeline: list[dict] = field(default_factory=list)
+    max_buffered: int = 0
+
+
+def _top(probs: torch.Tensor, names: list[str], k: int) -> dict[str, float]:
+    k = min(k, probs.numel()) if k else probs.numel()
+    vals, idx = probs.topk(k)
+    return {names[j] if j < len(names) else str(j): round(float(v), 6) for v, j in zip(vals.tolist(), idx.tolist())}
+
+
+def label_windows(loaded, video: str | os.PathLike, *, window: float, stride: float | None = None,
+                  fps: float | None = None, top_k: int = 5, beam_size: int | None = None,
+                  batch: int = 8) -> Iterator[dict]:
+    """Label ``video`` window by window; yields each window's dict as soon as the window is complete, and
+    finally returns (``StopIteration.value``) a :class:`WindowLabels` (use :func:`collect_windows`).
+
+    Windows start every ``stride`` seconds (default ``window``) and last ``window`` seconds of stream time.
+    Frames are kept at ``fps`` (default ``data.num_frames / window``: about the frames a training clip had),
+    decoded front to back once, and only their CNN features within the open windows are held. Each window is
+    labelled as ``seqvision classify`` labels a clip: ``data.num_frames`` picked uniformly from its frames
+    (classify, caption); the frames task labels every kept frame.
+
+    Args:
+        loaded: a :class:`seqvision.train.LoadedModel` with its frame encoder.
+        window, stride: seconds (> 0).
+
+    Raises:
+        ValueError: ``window`` or ``stride`` not > 0. VideoDecodeError: the video cannot be opened.
+    """
+    stride = window if stride is None else stride
+    if not window or window <= 0 or stride <= 0:
+        raise ValueError(f"--window and --stride must be > 0 seconds, got {window}, {stride}")
+    model, encoder, cfg = loaded.model.eval(), loaded.encoder.eval(), loaded.config
+    task = model.task
+    names = list(loaded.frame_label_names if task == "frames" else loaded.label_names)
+    fps = fps or cfg.data.num_frames / window
+    beam = beam_size or cfg.eval.beam_size
+    prepare = FramePreparer(cfg)
+    device = next(model.parameters()).device
+    result = WindowLabels(path=os.fspath(video), task=task)
+    buf: deque[tuple[float, int, torch.Tensor]] = deque()  # (time, frame index, (D,) features)
+    pending: list = []  # decoded frames waiting for a CNN batch
+    nearest: dict[int, tuple[float, float, str]] = {}  # frame -> (distance to window centre, time, label)
+    k = 0  # the next window to emit
+
+    @torch.inference_mode()
+    def encode_pending():
+        if pending:
+            x = torch.stack([prepare(sf.frame) for sf in pending]).to(device)  # (N, 3, H, W)
+            feats = encoder(x).float()  # (N, D)
+            buf.extend((sf.time, sf.index, f) for sf, f in zip(pending, feats))
+            pending.clear()
+            result.max_buffered = max(result.max_buffered, len(buf))
+
+    @torch.inference_mode()
+    def emit(k: int) -> dict | None:
+        start, end = k * stride, k * stride + window
+        rows = [(t, i, f) for t, i, f in buf if start - 1e-9 <= t < end - 1e-9]
+        if not rows:
+            return None
+        feats = torch.stack([f for _, _, f in rows])[None]  # (1, n, D)
+        out = {"start": round(start, 6), "end": round(end, 6), "frames": [i for _, i, _ in rows]}
+        if task == "frames":
+            preds = model.predict(feats)["preds"][0].tolist()
+            out["frame_labels"] = [names[p] for p in preds]
+            centre = (start + end) / 2
+            for (t, i, _), p in zip(rows, preds):
+                d = abs(t - centre)
+                if i not in nearest or d < nearest[i][0]:
+                    nearest[i] = (d, t, names[p])
+        else:
+            pick = sample_indices(len(rows), sampler="uniform", num_frames=cfg.data.num_frames,
+                                  short_policy=cfg.data.short_policy)
+            clip, lengths = feats[:, pick.indices], torch.tensor([pick.length], device=device)
+            if task == "caption":
+                out["caption"] = model.predict(clip, lengths, beam_size=beam)["texts"][0]
+            else:
+                probs = model.predict(clip, lengths)["probs"][0].float().cpu()
+                out["probs"] = _top(probs, names, top_k)
+                out["label"] = next(iter(out["probs"]))
+        result.windows.append(out)
+        return out
+
+    next_time = None
+    last_time = None
+    for sf in FrameSource(video):
+        if next_time is not None and sf.time < next_time - 1e-6:
+            continue
+        next_time = (sf.time if next_time is None else next_time) + 1.0 / fps
+        last_time = sf.time
+        pending.append(sf)
+        if len(pending) >= batch or sf.time >= k * stride + window:
+            encode_pending()
+        while buf and buf[-1][0] >= k * stride + window - 1e-9:  # window k is complete
+            out = emit(k)
+            if out is not None:
+                yield out
+            k += 1
+            while buf and buf[0][0] < k * stride - 1e-9:  # no later window needs these
+                buf.popleft()
+    encode_pending()
+    while last_time is not None and k * stride <= last_time + 1e-9:  # the last, partial windows
+        out = emit(k)
+        if out is not None:
+            yield out
+        k += 1
+    result.timeline = [{"time": round(t, 6), "frame": i, "label": lab} for i, (_, t, lab) in sorted(nearest.items())]
+    return result
+
+
+def collect_windows(loaded, video, **options) -> WindowLabels:
+    """Run :func:`label_windows` to the end and return its :class:`WindowLabels`."""
+    gen = label_windows(loaded, video, **options)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value

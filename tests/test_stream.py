@@ -1,0 +1,236 @@
+"""Online inference (#15): stepping a checkpoint frame by frame equals the offline model; live sources on
+127.0.0.1 (MPEG-TS over UDP written by PyAV, a file that grows while read by the ffmpeg CLI), a stall, a
+disconnect, Ctrl-C. Checkpoints come from real (tiny) training runs on the synthetic dataset."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from seqvision.io import VideoReader, sample_indices
+from seqvision.models import ClipClassifier, SequenceEncoder
+from seqvision.stream import FrameSource, NotStreamableError, OnlinePredictor, plot_timeline, run_stream
+from seqvision.train import load_model
+from stream_checkpoints import offline_features, tiny_checkpoints
+
+ROOT = Path(__file__).resolve().parents[1]
+FFMPEG = shutil.which("ffmpeg")
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    return tiny_checkpoints(tmp_path_factory.mktemp("stream_ckpts"))
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def udp_sender(url: str, *, bursts: list[int], pause: float, fps: int = 25, size: int = 32, start_delay: float = 0.8,
+               stop: threading.Event | None = None):
+    """Send H.264 in MPEG-TS over UDP with PyAV at ``fps`` in real time: ``bursts[i]`` frames, then ``pause``
+    seconds of silence (a stall), ...; closing the output at the end (or when ``stop`` is set) is the
+    disconnect."""
+    time.sleep(start_delay)
+    with av.open(url, "w", format="mpegts") as out:
+        st = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast", "tune": "zerolatency", "g": "5"})
+        st.width = st.height = size
+        st.pix_fmt = "yuv420p"
+        st.time_base = Fraction(1, fps)
+        n = 0
+        for b, count in enumerate(bursts):
+            if b:
+                time.sleep(pause)
+            for _ in range(count):
+                if stop is not None and stop.is_set():
+                    break
+                img = np.full((size, size, 3), (n * 9) % 256, dtype=np.uint8)
+                frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+                frame.pts = n
+                for pkt in st.encode(frame):
+                    out.mux(pkt)
+                n += 1
+                time.sleep(1.0 / fps)
+        for pkt in st.encode():
+            out.mux(pkt)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# exactness
+
+
+@pytest.mark.parametrize("task", ["frames", "classify"])
+def test_streaming_a_file_equals_the_offline_model(ckpts, task):
+    """Each frame's output from the stream (FrameSource -> run_stream, micro-batches of 3) equals the offline
+    model on the same frames: frame labels at t, and the clip label of frames 0..t."""
+    pred = OnlinePredictor.from_checkpoint(ckpts[task], top_k=0)
+    video = ckpts["videos"][0]
+    summary, results = run_stream(FrameSource(video), pred, micro_batch=3)
+    feats = offline_features(pred, video)
+    T = feats.shape[1]
+    assert summary.end_reason == "eof" and summary.processed == T == len(results) and summary.dropped == 0
+    got = torch.tensor([[r["probs"][n] for n in pred.names] for r in results])  # (T, K)
+    if task == "frames":
+        want = pred.model.predict(feats)["probs"][0]  # (T, K)
+    else:
+        want = torch.cat([pred.model.predict(feats[:, :t + 1])["probs"] for t in range(T)])  # (T, K)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    assert [r["frame"] for r in results] == list(range(T))
+    assert {"decode", "queue", "cnn", "rnn", "total"} <= set(results[0]["latency_ms"])
+
+
+def test_step_accepts_arrays_and_reset_starts_a_new_clip(ckpts):
+    pred = OnlinePredictor.from_checkpoint(ckpts["classify"], top_k=0)
+    with VideoReader(ckpts["videos"][1], size=32, dimension_order="NHWC") as vr:
+        frames = vr.get_frames(list(range(4))).data.numpy()  # (4, 32, 32, 3): already the training size
+    first = [pred.step(f)["probs"] for f in frames]
+    pred.reset()
+    again = [pred.step(torch.from_numpy(f).permute(2, 0, 1))["probs"] for f in frames]  # (3, H, W) works too
+    assert first == again and pred.index == 4
+
+
+def test_window_restarts_the_running_clip_label(ckpts):
+    pred = OnlinePredictor.from_checkpoint(ckpts["classify"], top_k=0, window=4)
+    video = ckpts["videos"][2]
+    _, results = run_stream(FrameSource(video), pred)
+    feats = offline_features(pred, video)
+    r = results[5]  # second window, its second frame
+    assert r["window"] == 1 and r["frames_in_clip"] == 2
+    want = pred.model.predict(feats[:, 4:6])["probs"][0]
+    torch.testing.assert_close(torch.tensor([r["probs"][n] for n in pred.names]), want, atol=1e-5, rtol=0)
+
+
+def test_caption_per_window_equals_captioning_that_window(ckpts):
+    pred = OnlinePredictor.from_checkpoint(ckpts["caption"], window=5)
+    video = ckpts["videos"][3]
+    summary, results = run_stream(FrameSource(video), pred)
+    feats = offline_features(pred, video)
+    T = feats.shape[1]
+    assert len(summary.captions) == -(-T // 5)  # full windows, then the partial last one
+    for k, cap in enumerate(summary.captions):
+        window = feats[:, 5 * k:5 * (k + 1)]
+        pick = sample_indices(window.shape[1], sampler="uniform", num_frames=pred.cfg.data.num_frames)
+        want = pred.model.predict(window[:, pick.indices], torch.tensor([pick.length]),
+                                  beam_size=pred.cfg.eval.beam_size)["texts"][0]
+        assert cap["caption"] == want
+
+
+def test_models_that_need_the_whole_clip_are_refused_with_the_fix(ckpts):
+    loaded = load_model(ckpts["classify"])
+    enc = SequenceEncoder(loaded.input_dim, cell="gru", hidden=8, bidirectional=True)
+    bidir = dataclasses.replace(loaded, model=ClipClassifier(enc, num_classes=len(loaded.label_names)).eval())
+    with pytest.raises(NotStreamableError, match=r"bidirectional: false"):
+        OnlinePredictor(bidir)
+    with pytest.raises(ValueError, match="bidirectional"):
+        enc.step(torch.zeros(1, loaded.input_dim))
+
+
+def test_timeline_png(ckpts, tmp_path):
+    pred = OnlinePredictor.from_checkpoint(ckpts["frames"])
+    _, results = run_stream(FrameSource(ckpts["videos"][0]), pred)
+    png = plot_timeline(results, tmp_path / "t.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# live sources on 127.0.0.1
+
+
+@pytest.mark.timeout(120)
+def test_udp_stream_survives_a_stall_and_ends_after_the_disconnect(ckpts):
+    """25 fps MPEG-TS over UDP: 30 frames, 2.5 s of silence (timeout 1 s: a stall, reconnect), 30 more frames,
+    then the sender closes (a disconnect): the run reconnects, keeps labelling, and ends by itself after its
+    bounded reconnects with a summary."""
+    port = free_port()
+    url = f"udp://127.0.0.1:{port}"
+    sender = threading.Thread(target=udp_sender, args=(f"{url}?pkt_size=1316",),
+                              kwargs={"bursts": [30, 30], "pause": 2.5}, daemon=True)
+    pred = OnlinePredictor.from_checkpoint(ckpts["frames"])
+    source = FrameSource(url, timeout=1.0, reconnects=2, backoff=0.1)
+    sender.start()
+    summary, results = run_stream(source, pred)
+    sender.join(timeout=10)
+    assert summary.end_reason.startswith("source lost"), summary
+    assert summary.reconnects >= 3  # after the stall, and the 2 bounded attempts after the disconnect
+    times = [r["time"] for r in results]
+    gaps = np.diff(times)
+    assert summary.processed >= 40 and times == sorted(times)
+    # frames both before and after the stall (the stream clock continues across the reconnect)
+    assert any(r["frame"] < 25 for r in results) and results[-1]["frame"] >= 40, [r["frame"] for r in results]
+    assert all(r["label"] in pred.names for r in results) and float(gaps.min()) > 0
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(FFMPEG is None, reason="needs the ffmpeg CLI")
+def test_a_file_that_grows_while_read(ckpts, tmp_path):
+    """ffmpeg writes MPEG-TS in real time (-re); the stream follows the file and labels frames as they are
+    written, and ends after the writer stops (idle timeout); every frame of the finished file is labelled."""
+    path = tmp_path / "growing.ts"
+    writer = subprocess.Popen([FFMPEG, "-loglevel", "error", "-re", "-f", "lavfi", "-i",
+                               "testsrc=size=32x32:rate=25:duration=2", "-c:v", "libx264", "-g", "5",
+                               "-preset", "ultrafast", "-f", "mpegts", "-flush_packets", "1", str(path)])
+    try:
+        while not path.exists() or path.stat().st_size < 2048:
+            time.sleep(0.05)
+        pred = OnlinePredictor.from_checkpoint(ckpts["frames"])
+        seen_while_writing = []
+        summary, results = run_stream(FrameSource(path, follow=True, idle_timeout=1.5), pred,
+                                      on_result=lambda r: seen_while_writing.append(writer.poll() is None))
+    finally:
+        writer.wait(timeout=30)
+    with VideoReader(path) as vr:
+        total = len(vr)
+    assert summary.end_reason == "eof" and summary.processed == total == 50
+    assert seen_while_writing[0], "the first label came only after the writer had finished"
+
+
+@pytest.mark.timeout(180)
+def test_cli_stream_json_lines_and_clean_ctrl_c(ckpts, tmp_path):
+    """`seqvision stream` on a UDP stream prints one JSON line per frame; SIGINT ends it with a summary line,
+    exit code 0 and the timeline PNG."""
+    port = free_port()
+    url = f"udp://127.0.0.1:{port}"
+    png = tmp_path / "timeline.png"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "seqvision", "stream", "--checkpoint", str(ckpts["frames"]), url,
+                             "--timeout", "30", "--timeline", str(png)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    stop = threading.Event()
+    sender = threading.Thread(target=udp_sender, args=(f"{url}?pkt_size=1316",),
+                              kwargs={"bursts": [2000], "pause": 0, "start_delay": 0.5, "stop": stop}, daemon=True)
+    sender.start()
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(json.loads(line))
+            if len(lines) == 10:
+                proc.send_signal(signal.SIGINT)
+                break
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        stop.set()
+        if proc.poll() is None:
+            proc.kill()
+    lines += [json.loads(x) for x in rest.splitlines() if x.strip()]
+    assert proc.returncode == 0, err
+    assert {"wall", "time", "frame", "label", "probs", "latency_ms"} <= set(lines[0])
+    summary = lines[-1]["summary"]
+    assert summary["end_reason"] == "interrupted" and summary["processed"] == len(lines) - 1
+    assert png.is_file()
