@@ -31,6 +31,7 @@ from __future__ import annotations
 import bisect
 import math
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -55,6 +56,12 @@ _REFORMAT_KWARGS = {"threads": 1} if PYAV_VERSION >= (17,) else {}
 # Containers that store a presentation timestamp per frame, so the demuxer's packet pts are the presentation
 # order without decoding. Everything else is indexed by decoding unless its codec never reorders frames.
 PTS_FORMATS = ("mov", "mp4", "matroska", "webm", "ivf")
+PARSER_EXACT_CODECS = ("mpeg4", "mpeg1video", "mpeg2video")
+PACKED_MARKER = re.compile(rb"DivX\d+(?:b|Build)\d+p")  # user data of a packed MPEG-4 bitstream
+NVOP_MAX_BYTES = 8
+# Raw elementary streams: no container index to seek with.
+RAW_FORMATS = ("mpegvideo", "m4v", "h264", "hevc", "h261", "h263", "cavsvideo", "vc1", "rawvideo", "avs2", "avs3",
+               "vvc", "obu")
 # Containers whose timestamps the index must not trust even without B-frames: MPEG-TS/PS (33-bit wrap, a cut
 # recording's leading packets, PES packets without pts) and raw elementary streams (no timestamps at all).
 DECODE_FORMATS = ("mpegts", "mpeg", "mpegvideo", "m4v", "h264", "hevc", "h261", "h263", "cavsvideo", "vc1",
@@ -323,6 +330,9 @@ def decode_from_start(container, stream, on_error=None):
 @dataclass
 class _Scan:
     times: list[int | None]
+    labels: list[int | None]  # frame.pts as the decoder returns it: the pts of the packet that carried the picture
+    keys: list[bool]  # frame.key_frame
+    key_dts: dict  # pts -> dts of every keyframe packet (decode mode seeks by dts: never past the keyframe)
     matrix: list[int] | None
     size: tuple[int, int] | None
     packets: int
@@ -333,6 +343,9 @@ class _Scan:
 def _scan(container, stream) -> _Scan:
     """Decode the whole stream once (no colour conversion): what decode mode indexes."""
     tb_pts: list[int | None] = []
+    labels: list[int | None] = []
+    keys: list[bool] = []
+    key_dts: dict = {}
     matrix, size = None, None
     state = {"packets": 0, "corrupt": 0, "demux_error": None}
     # libavcodec's guess_correct_pts (best_effort_timestamp): pts unless they went backwards more often than dts
@@ -350,6 +363,8 @@ def _scan(container, stream) -> _Scan:
             if not _is_flush(packet):
                 state["packets"] += 1
                 state["corrupt"] += bool(packet.is_corrupt)
+                if packet.is_keyframe and packet.pts is not None and packet.dts is not None:
+                    key_dts.setdefault(packet.pts, packet.dts)
             yield packet
 
     class _Wrap:  # decode_from_start takes a container; give it the counting packet source
@@ -370,10 +385,12 @@ def _scan(container, stream) -> _Scan:
             last_pts = dts
         best = pts if (faulty_pts <= faulty_dts or dts is None) and pts is not None else dts
         tb_pts.append(best)
+        labels.append(pts)
+        keys.append(bool(frame.key_frame))
         if size is None:
             size = (int(frame.width), int(frame.height))
             matrix = _display_matrix(frame)
-    return _Scan(tb_pts, matrix, size, state["packets"], state["corrupt"], state["demux_error"])
+    return _Scan(tb_pts, labels, keys, key_dts, matrix, size, state["packets"], state["corrupt"], state["demux_error"])
 
 
 def _first_frame(container, stream):
@@ -438,7 +455,13 @@ def build_index(path: str, container, stream, *, autorotate: bool = True, reopen
     cc = stream.codec_context
     formats = _format_names(container)
     reorders = bool(getattr(cc, "has_b_frames", 0))
-    decode_mode = bool(formats & set(DECODE_FORMATS)) or (not formats & set(PTS_FORMATS) and reorders)
+    # Without per-frame timestamps in the container (AVI), libavformat rebuilds pts from the parser's picture
+    # types: exact for MPEG-1/2/4 part 2 (B-frames are never references), not for H.264/HEVC (B-pyramids).
+    # An MPEG-4 "packed bitstream" (Xvid/DivX B-frames: a P+B packet, then a placeholder N-VOP) breaks it.
+    check_packed = not formats & set(PTS_FORMATS) and reorders and cc.name in PARSER_EXACT_CODECS
+    decode_mode = bool(formats & set(DECODE_FORMATS)) or (not formats & set(PTS_FORMATS) and reorders
+                                                          and not check_packed)
+    packed = False
     header = int(stream.frames or 0)
     estimate = _header_frame_estimate(container)
     num_video = len(container.streams.video)
@@ -454,6 +477,10 @@ def build_index(path: str, container, stream, *, autorotate: bool = True, reopen
                     continue
                 if first_is_key is None:
                     first_is_key = bool(packet.is_keyframe)
+                    if check_packed and PACKED_MARKER.search(bytes(packet)):
+                        packed = True
+                if check_packed and packet.size <= NVOP_MAX_BYTES:
+                    packed = True  # a not-coded VOP placeholder: the decoder outputs no frame for it
                 if packet.is_corrupt:
                     dropped += 1  # e.g. the last packet of a cut-off file
                     continue
@@ -463,7 +490,7 @@ def build_index(path: str, container, stream, *, autorotate: bool = True, reopen
                 entries.append((packet.pts, packet.dts, bool(packet.is_keyframe)))
         except (av.error.FFmpegError, OSError) as exc:
             demux_error = _describe(exc)
-        if entries and (not first_is_key or any(e[0] is None for e in entries)
+        if entries and (packed or not first_is_key or any(e[0] is None for e in entries)
                         or len(set(e[0] for e in entries)) != len(entries)):
             decode_mode = True  # leading non-keyframes, missing or repeated pts: only decoding can tell
     if decode_mode:
@@ -560,8 +587,20 @@ def _decode_index(path, container, stream, scan: _Scan, tb: Fraction, autorotate
     rotation, transform = display_transform(scan.matrix)
     transform = transform if autorotate else None
     width, height = (coded_h, coded_w) if transform in TRANSPOSING else (coded_w, coded_h)
-    return FrameIndex(pts=None, num_frames=n, time_base=tb, key_positions=[0], key_seek_ts=[None],
-                      sequential=True, width=width, height=height, codec=cc.name, fps=float(fps),
+    # Frames are labelled by the pts the decoder hands back (their packet's). Where every label is unique, a
+    # read can seek to a keyframe and recognise frames by label (and skip unwanted non-reference frames),
+    # as in pts mode; the decoder checks each read and falls back to counting from the start if a wanted
+    # label does not come out. Unseekable raw streams always count from the start.
+    labels = scan.labels
+    seekable = (not (set(_format_names(container)) & set(RAW_FORMATS)) and None not in labels
+                and len(set(labels)) == n)
+    if seekable:
+        key_positions = [0] + [i for i in range(1, n) if scan.keys[i]]
+        key_seek = [None] + [min(labels[i], scan.key_dts.get(labels[i], labels[i])) for i in key_positions[1:]]
+    else:
+        key_positions, key_seek = [0], [None]
+    return FrameIndex(pts=list(labels) if seekable else None, num_frames=n, time_base=tb,
+                      key_positions=key_positions, key_seek_ts=key_seek, sequential=not seekable, width=width, height=height, codec=cc.name, fps=float(fps),
                       duration=float(duration), header_frames=header, dropped_packets=scan.corrupt,
                       demux_error=scan.demux_error, header_frame_estimate=estimate,
                       size_from_decoding=size_from_decoding, mode="decode", stream_index=stream.index,
@@ -607,6 +646,8 @@ class PyAVDecoder:
         self._stream = stream
         self._index = index
         self._pos_of = {p: i for i, p in enumerate(index.pts)} if index.pts is not None else None
+        self._sequential = index.sequential  # decode mode may fall back to counting from the start
+        self._start_pos = 0  # position of the keyframe the live generator started from
         self._reformatter = VideoReformatter()
         self._gen = None  # live (position, frame) generator after the last seek
         self._last = -1  # presentation position of the last frame the generator produced
@@ -618,13 +659,14 @@ class PyAVDecoder:
 
     # -- decoding --------------------------------------------------------------------------------------
     def _key_number(self, position: int) -> int:
-        if self._index.sequential:
+        if self._sequential:
             return 0  # no timestamps: always count from the start
         return bisect.bisect_right(self._index.key_positions, position) - 1
 
     def _seek(self, key_number: int) -> None:
         index = self._index
-        if index.mode == "decode":
+        self._start_pos = index.key_positions[key_number] if not self._sequential else 0
+        if index.mode == "decode" and (self._sequential or key_number == 0):
             # Decode mode counts the decoder's output from the very start, so it needs the state the index was
             # built with: a decoder that has seen nothing (a flushed one still knows e.g. earlier H.264 PPS).
             self._reopen()
@@ -658,11 +700,27 @@ class PyAVDecoder:
         counter = -1
         pos_of = self._pos_of
         skipping = False
-        if pos_of is None:  # decode mode: the i-th frame out of a fresh decoder is frame i
+        if pos_of is None or (self._index.mode == "decode" and self._start_pos == 0):
+            # decode mode from the start: the i-th frame out of a fresh decoder is frame i
             for frame in decode_from_start(self._container, stream, self._on_error):
                 self.frames_decoded += 1
                 counter += 1
                 yield counter, frame
+            return
+        if self._index.mode == "decode":
+            # After a seek, labels come from a demuxer that restarted mid-stream: accept them only while they
+            # run on exactly as the scan saw them from the keyframe sought (no skipping), else fall back.
+            expected = self._start_pos
+            for frame in decode_from_start(self._container, stream, self._on_error):
+                self.frames_decoded += 1
+                pos = pos_of.get(frame.pts) if frame.pts is not None else None
+                if expected == self._start_pos and (pos is None or pos < expected):
+                    continue  # leading pictures of an open GOP that need the frames before the keyframe
+                if pos != expected or (expected == self._start_pos and not frame.key_frame):
+                    raise VideoDecodeError(self.path, f"after a seek the decoder gave frame {pos} where the scan "
+                                                      f"saw frame {expected}")
+                expected += 1
+                yield pos, frame
             return
         try:
             for packet in self._container.demux(stream):
@@ -703,8 +761,20 @@ class PyAVDecoder:
 
     def decode(self, positions: list[int], *, size: tuple[int, int] | None, out: np.ndarray) -> None:
         """Decode the sorted unique ``positions`` into ``out`` (``(len(positions), H, W, 3)`` uint8)."""
+        if self._index.mode != "decode" or self._sequential:
+            return self._decode(positions, out)
+        try:
+            return self._decode(positions, out)
+        except VideoDecodeError:
+            # A label did not come back where the scan saw it (a demuxer that times packets differently after a
+            # seek): count from the start from now on, which is what the index was built from.
+            self._sequential, self._pos_of = True, None
+            self._want_pts, self._gen, self._last = set(), None, -1
+            return self._decode(positions, out)
+
+    def _decode(self, positions: list[int], out: np.ndarray) -> None:
         index = self._index
-        self._want_pts = set(index.pts[p] for p in positions) if index.pts is not None else set()
+        self._want_pts = set(index.pts[p] for p in positions) if self._pos_of is not None else set()
         self._skip_below = positions[-1]
         # At the native size convert to the indexed size too: a frame whose size differs from the stream's
         # (a damaged header, a mid-stream size change) is scaled instead of breaking the output's shape.
@@ -718,7 +788,7 @@ class PyAVDecoder:
             target = positions[t]
             key = self._key_number(target)
             behind = target <= self._last
-            past_key = not index.sequential and index.key_positions[key] > self._last + 1
+            past_key = not self._sequential and index.key_positions[key] > self._last + 1
             if self._gen is None or behind or past_key:
                 self._seek(max(0, key - retreat))
                 clean = True
@@ -745,7 +815,7 @@ class PyAVDecoder:
                     return
                 target = positions[t]
                 key = self._key_number(target)
-                if not index.sequential and index.key_positions[key] > pos + 1:
+                if not self._sequential and index.key_positions[key] > pos + 1:
                     break  # the next wanted frame is past a keyframe we have not reached: seek there
             else:
                 self._gen = None  # end of stream
