@@ -11,11 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torchvision
 
+from assets import make_color_video
 from seqvision.config import config_from_dict
 from seqvision.data import VideoDataset, collate, load_index, make_synthetic_dataset
 from seqvision.errors import CacheError
 from seqvision.features import FeatureCache, FeatureDataset, FrameEncoder, cache_settings, extract_features
+from seqvision.features._extract import device_resize
+from seqvision.io import VideoReader
 
 ENCODER = "mobilenet_v3_small"  # small and fast at 32 px
 
@@ -46,6 +50,16 @@ def _good(cfg):
     return [r for r in load_index(cfg.data).records if r.id != "bad_video"]
 
 
+def _bare_features(encoder_pt: Path, frames: torch.Tensor, mean, std) -> torch.Tensor:
+    """torchvision's own mobilenet_v3_small with the extraction's weights: ``features`` then global average."""
+    model = torchvision.models.get_model(ENCODER, weights=None).eval()
+    state = torch.load(encoder_pt, map_location="cpu", weights_only=True)
+    model.features.load_state_dict({k.removeprefix("trunk."): v for k, v in state.items()}, strict=True)
+    x = (frames.float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        return model.features(x).mean(dim=(2, 3))  # (T, D)
+
+
 def test_extract_then_feature_dataset(dataset, tmp_path):
     cfg = _cfg(dataset, tmp_path, num_workers=1)  # decode in a DataLoader worker, like real runs
     summary = extract_features(cfg, progress=False)
@@ -70,6 +84,9 @@ def test_extract_then_feature_dataset(dataset, tmp_path):
     enc = FrameEncoder(ENCODER, weights=str(Path(ds.cache.encoder_path)))
     expected = enc(clip["video"][None])[0]  # (T, D)
     torch.testing.assert_close(sample["features"], expected, rtol=2e-3, atol=2e-3 * float(expected.abs().max()))
+    # ... and the bare torchvision model with the same weights on the same frames (the outside oracle).
+    bare = _bare_features(Path(ds.cache.encoder_path), clip["video"], enc.mean, enc.std)
+    torch.testing.assert_close(sample["features"], bare, rtol=2e-3, atol=2e-3 * float(bare.abs().max()))
     assert (tmp_path / "cache" / "encoder.pt").is_file()  # where seqvision.train looks for it
 
     batch = collate([ds[i] for i in range(len(ds))])
@@ -243,3 +260,53 @@ def test_grid_features_and_float32_cache(dataset, tmp_path):
     cache = FeatureCache.from_config(cfg, dtype="float32")
     arr = np.load(next(cache.entries_dir.glob("*.npy")), mmap_mode="r")
     assert arr.dtype == np.float32 and arr.shape == (6, 576 * 4)
+
+
+@pytest.fixture(scope="module")
+def mixed_sizes(tmp_path_factory) -> Path:
+    """Videos of different sizes and aspect ratios and lengths, in one manifest."""
+    root = tmp_path_factory.mktemp("mixed")
+    rows = []
+    for i, (size, frames) in enumerate([((48, 64), 9), ((48, 64), 14), ((64, 48), 12), ((40, 40), 5), ((48, 64), 7)]):
+        make_color_video(root / f"v{i}.mp4", size=size, num_frames=frames, seed=i)
+        rows.append({"id": f"v{i}", "path": f"v{i}.mp4", "split": "train", "label": "a" if i % 2 else "b"})
+    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+def _native_clip(rec, cfg) -> tuple[torch.Tensor, dict]:
+    """The clip extraction decodes for ``rec`` at the video's native size, and the decoder-resized sample."""
+    native = VideoDataset.from_config(dataclasses.replace(cfg.data, size=0), [rec], train=False)
+    native.size, native.transform = None, None
+    return native[0]["video"], VideoDataset.from_config(cfg.data, [rec], train=False)[0]
+
+
+@pytest.mark.parametrize("resize, crop", [("square", 0), ("short_side", 0), ("short_side", 24)])
+def test_resize_on_device_path_on_cpu(mixed_sizes, tmp_path, resize, crop):
+    """encoder.resize_on=device forced on CPU: native frames out of the workers, resized where the CNN runs;
+    clips of different sizes and lengths (truncate: no padding) in the same chunk."""
+    dec = _cfg(mixed_sizes, tmp_path, num_frames=10, short_policy="truncate", resize=resize, crop=crop,
+               num_workers=1)
+    devc = dataclasses.replace(dec, encoder=dataclasses.replace(dec.encoder, resize_on="device"))
+    s_dec = extract_features(dec, progress=False, device="cpu")
+    s_dev = extract_features(devc, progress=False, device="cpu")
+    assert (s_dec.resize_on, s_dev.resize_on) == ("decoder", "device")
+    assert s_dev.done == s_dec.done == 5 and s_dev.failed == 0
+    assert s_dev.frames == s_dec.frames == 9 + 10 + 10 + 5 + 7  # truncated clips: their own frames, no padding
+    assert s_dev.cache_dir != s_dec.cache_dir  # other resampling, other cache key
+    ds_dec, ds_dev = FeatureDataset(dec, "train"), FeatureDataset(devc, "train")
+    enc = FrameEncoder(ENCODER, weights=str(Path(ds_dev.cache.encoder_path)))
+    for i in range(len(ds_dev)):
+        a, b = ds_dev[i], ds_dec[i]
+        assert a["id"] == b["id"] and a["features"].shape == b["features"].shape == (a["length"], 576)
+        rec = ds_dev.records[i]
+        native, sample = _native_clip(rec, dec)
+        # Exactly the CNN on the device-resized frames (float16 storage) ...
+        expected = enc(device_resize(native, size=32, resize=resize, crop=crop))  # (T, D)
+        torch.testing.assert_close(a["features"], expected, rtol=2e-3, atol=2e-3 * float(expected.abs().max()))
+        # ... exactly the CNN on the decoder's frames on the decoder path ...
+        expected = enc(sample["video"])
+        torch.testing.assert_close(b["features"], expected, rtol=2e-3, atol=2e-3 * float(expected.abs().max()))
+        # ... and the two paths see the same picture up to resampling differences.
+        cos = torch.nn.functional.cosine_similarity(a["features"], b["features"], dim=-1)
+        assert cos.min() > 0.95, (rec.id, cos)

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torchvision
 
+from assets import make_color_video
 from seqvision.config import EncoderConfig
 from seqvision.errors import ConfigError
 from seqvision.features import (
@@ -18,6 +19,8 @@ from seqvision.features import (
     list_encoders,
     packaged_lite0_weights,
 )
+from seqvision.features._extract import device_resize, target_size
+from seqvision.io import VideoReader
 
 SAMPLE_DATA = Path(__import__("matplotlib").get_data_path()) / "sample_data"
 
@@ -187,3 +190,44 @@ def test_lite0_weights_names():
     enc = FrameEncoder("efficientnet_lite0", weights="IMAGENET1K", pooling="grid", grid=2)
     assert enc.dim == 1280 * 4
     assert enc.mean == pytest.approx((127 / 255,) * 3)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Resizing on the CNN's device (encoder.resize_on: device) against the decoder's swscale resize
+
+
+@pytest.mark.parametrize("native, size, resize, crop", [((120, 160), 64, "square", 0),
+                                                        ((240, 320), 112, "short_side", 0),
+                                                        ((240, 320), 112, "short_side", 96),
+                                                        ((60, 80), 112, "square", 0)])
+def test_device_resize_matches_the_decoder_up_to_resampling(tmp_path, native, size, resize, crop):
+    path = make_color_video(tmp_path / "v.mp4", size=native, num_frames=8, seed=3)
+    with VideoReader(path) as vr:
+        frames = vr.get_frames(list(range(8)))  # (8, 3, H, W) native
+    with VideoReader(path, size=size, resize=resize) as vr:
+        ref = vr.get_frames(list(range(8)))  # swscale: YUV -> RGB and resize in one pass
+        assert target_size(size, resize, vr.height, vr.width) == vr.output_size  # the reader's own rule
+    if crop:
+        ref = torchvision.transforms.v2.functional.center_crop(ref, [crop, crop])
+    out = device_resize(frames, size=size, resize=resize, crop=crop)
+    assert out.dtype == torch.uint8 and out.shape == ref.shape
+    diff = (out.int() - ref.int()).abs().float()
+    # Measured: mean 1.0-1.3 levels of 255; the largest differences sit on the sharp square's edges, where
+    # swscale's fixed-point filter and chroma handling place the edge differently by a fraction of a pixel.
+    assert diff.mean() < 2.5, float(diff.mean())
+    assert (diff > 16).float().mean() < 0.02
+    # The CNN sees the same picture: features agree closely (random-init nets amplify differences, so relative).
+    enc = FrameEncoder("resnet18", seed=0)
+    a, b = enc(out), enc(ref)
+    cos = torch.nn.functional.cosine_similarity(a, b, dim=-1)
+    assert cos.min() > 0.98, cos
+
+
+def test_device_resize_checks_its_input():
+    with pytest.raises(ValueError, match="uint8"):
+        device_resize(torch.zeros(2, 3, 8, 8), size=4)
+    same = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
+    assert device_resize(same, size=16) is same  # already at size: no resampling
+    assert target_size(112, "short_side", 240, 320) == (112, 149)
+    assert target_size(112, "short_side", 320, 240) == (149, 112)
+    assert target_size(112, "square", 240, 320) == (112, 112)
