@@ -11,7 +11,14 @@ import pytest
 import torch
 
 from seqvision.errors import CheckpointError
-from seqvision.train import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from seqvision.train import (
+    CHECKPOINT_VERSION,
+    Checkpoint,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
 
 
 def _state(value: float = 1.0) -> dict:
@@ -23,7 +30,7 @@ def test_round_trip_is_plain_data(tmp_path):
     path = save_checkpoint(_state(2.0), tmp_path / "last.pt")
     # weights_only=True load works directly: nothing in it needs unpickling of classes
     raw = torch.load(path, weights_only=True)
-    assert raw["format"] == "seqvision-checkpoint" and raw["version"] == 1
+    assert raw["format"] == "seqvision-checkpoint" and raw["version"] == CHECKPOINT_VERSION
     ckpt = load_checkpoint(path)
     assert torch.equal(ckpt["model_state"]["w"], torch.full((3, 2), 2.0))
     assert ckpt["label_names"] == ["a", "b"]

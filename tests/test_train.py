@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from seqvision.config import Config, load_config
 from seqvision.errors import ConfigError
+from seqvision.models import ModelOutput
 from seqvision.train import Trainer, TrainingError, load_checkpoint
 
 D, K, T = 6, 3, 8
@@ -40,7 +41,7 @@ class TinyGRUClassifier(nn.Module):
 
     def predict(self, x, lengths, **opts):
         logits = self(x, lengths)
-        return {"logits": logits, "probs": logits.softmax(-1)}
+        return ModelOutput(logits=logits, probs=logits.softmax(-1))
 
 
 class FeatureSeqs(Dataset):

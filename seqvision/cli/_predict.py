@@ -6,40 +6,39 @@ import dataclasses
 from pathlib import Path
 
 import torch
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..config import Config, config_from_dict
-from ..data import ErrorReport
-from ..errors import SeqVisionError
+from ..config import Config
+from ..data import ErrorReport, VideoDataset, VideoRecord, collate
+from ..errors import SeqVisionError, VideoDecodeError
+from ..models import inspect
+from ..report import frame_strip, plot_attention, plot_gates
+from ..runtime import select_device
+from ..tasks import DecodeOptions, Task
+from ..train import load_model
 
 __all__ = ["predict_videos", "inspect_video", "Predictor"]
 
 
 class Predictor:
-    """A checkpoint ready for inference on video files: decode -> frame encoder -> sequence model."""
+    """A checkpoint ready for inference on video files: decode -> frame encoder -> sequence model.
+
+    Attributes:
+        task: the checkpoint's :class:`~seqvision.tasks.Task` (names, predictions, records).
+        model, encoder: in eval mode on ``device``.
+        cfg: the checkpoint's config.
+    """
 
     def __init__(self, checkpoint: str | Path, *, device: str = "auto"):
-        from ..runtime import select_device
-        from ..train import load_model
-
         self.device = select_device(device)
         self.loaded = load_model(checkpoint, device=str(self.device))
-        cfg = self.loaded.config
-        self.cfg: Config = cfg if isinstance(cfg, Config) else config_from_dict(cfg)
+        self.cfg: Config = self.loaded.config
         self.model = self.loaded.model.eval()
-        self.encoder = self.loaded.encoder
-        if self.encoder is None:
-            from ..features import build_encoder
+        self.encoder = self.loaded.encoder.eval()
+        self.task: Task = self.loaded.task
 
-            self.encoder = build_encoder(self.cfg.encoder).to(self.device)
-        self.encoder.eval()
-        self.task = self.model.task
-
-    def loader(self, videos: list[Path], *, batch_size: int = 8, num_workers: int | None = None):
-        from torch.utils.data import DataLoader
-
-        from ..data import VideoDataset, VideoRecord, collate
-
+    def loader(self, videos: list[Path], *, batch_size: int = 8, num_workers: int | None = None) -> DataLoader:
         records = [VideoRecord(id=Path(p).stem, path=str(p), split="predict", label=None, captions=[],
                                frame_labels=None, start=None, end=None) for p in videos]
         data_cfg = dataclasses.replace(self.cfg.data, on_error="skip")
@@ -55,21 +54,31 @@ class Predictor:
         return self.encoder(video).float()  # (B, T, D)
 
 
+MODES = {"classify": ("classify", "frames"), "caption": ("caption",)}  # CLI command -> tasks it runs
+
+
 def predict_videos(checkpoint, videos, *, mode: str = "classify", device: str = "auto", batch_size: int = 8,
                    progress: bool = True, top_k: int = 5, beam_size: int | None = None):
     """Run a checkpoint (a path, or a loaded :class:`Predictor` to reuse) over video files.
 
-    Returns (results, failed) where failed = [(path, reason)]."""
+    Returns:
+        ``(results, failed)``: one record per video (:meth:`seqvision.tasks.Task.record`: ``label`` and
+        ``top_k`` for clip classifiers, ``frame_labels`` for frame labellers, ``caption`` and ``score`` for
+        captioners) and ``failed = [(path, reason)]``.
+
+    Raises:
+        SeqVisionError: the checkpoint's task is not one ``mode`` runs (``seqvision classify`` runs classify
+            and frames models, ``seqvision caption`` captioners).
+    """
     pred = checkpoint if isinstance(checkpoint, Predictor) else Predictor(checkpoint, device=device)
-    allowed = {"classify": ("classify", "frames"), "caption": ("caption",)}[mode]
-    if pred.task not in allowed:
-        other = "caption" if pred.task == "caption" else "classify"
-        raise SeqVisionError(f"{checkpoint}: this checkpoint is a '{pred.task}' model; use `seqvision {other}`")
+    if pred.task.name not in MODES[mode]:
+        other = next(m for m, tasks in MODES.items() if pred.task.name in tasks)
+        raise SeqVisionError(f"{checkpoint}: this checkpoint is a '{pred.task.name}' model; use `seqvision {other}`")
     results: list[dict] = []
     failed: list[tuple[str, str]] = []
     if not videos:
         return results, failed
-    beam = beam_size or pred.cfg.eval.beam_size
+    decode = DecodeOptions.from_config(pred.cfg, beam_size=beam_size)
     bar = tqdm(total=len(videos), desc=mode, unit="video", disable=not progress, leave=False)
     report = ErrorReport()  # only for the systemic-failure rule; `failed` lists every failure
     for batch in pred.loader(list(videos), batch_size=batch_size):
@@ -80,30 +89,9 @@ def predict_videos(checkpoint, videos, *, mode: str = "classify", device: str = 
         if n == 0:
             continue
         feats = pred.features(batch)  # (B, T, D)
-        lengths = batch["lengths"].to(pred.device)
         with torch.inference_mode():
-            if pred.task == "caption":
-                out = pred.model.predict(feats, lengths, beam_size=beam)
-            else:
-                out = pred.model.predict(feats, lengths)
-        for i in range(n):
-            r = {"path": batch["path"][i], "id": batch["id"][i]}
-            if pred.task == "classify":
-                probs = out["probs"][i].float().cpu()
-                k = min(top_k, probs.numel())
-                vals, idx = probs.topk(k)
-                r["top_k"] = [{"label": pred.loaded.label_names[j], "probability": round(float(v), 6)}
-                              for v, j in zip(vals.tolist(), idx.tolist())]
-                r["label"] = r["top_k"][0]["label"]
-            elif pred.task == "frames":
-                L = int(batch["lengths"][i])
-                frame_preds = out["preds"][i][:L].tolist()
-                names = pred.loaded.frame_label_names
-                r["frame_labels"] = [names[j] for j in frame_preds]
-            else:
-                r["caption"] = out["texts"][i]
-                r["score"] = float(out["scores"][i]) if "scores" in out else None
-            results.append(r)
+            out = pred.task.predict(pred.model, feats, batch["lengths"].to(pred.device), decode)
+        results.extend(pred.task.records(batch, out, top_k=top_k))
     bar.close()
     return results, failed
 
@@ -112,9 +100,6 @@ def inspect_video(checkpoint, video, *, out="inspect_out", device: str = "cpu") 
     """Plots of the gates and states of each RNN layer over the clip's frames, and attention when present.
 
     ``checkpoint`` is a path or a loaded :class:`Predictor` (reuse one for many videos)."""
-    from ..models import inspect
-    from ..report import frame_strip, plot_attention, plot_gates
-
     pred = checkpoint if isinstance(checkpoint, Predictor) else Predictor(checkpoint, device=device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -122,13 +107,10 @@ def inspect_video(checkpoint, video, *, out="inspect_out", device: str = "cpu") 
     batch = batches[0]
     if batch.get("errors"):
         p, e = batch["errors"][0]
-        from ..errors import VideoDecodeError
-
         raise VideoDecodeError(p, str(e))
     feats = pred.features(batch)
     lengths = batch["lengths"].to(pred.device)
-    opts = {"beam_size": pred.cfg.eval.beam_size} if pred.task == "caption" else {}  # the caption `caption` gives
-    ins = inspect(pred.model, feats, lengths, **opts)
+    ins = inspect(pred.model, feats, lengths, beam_size=pred.cfg.eval.beam_size)  # captioners: `caption`'s beam
     written: list[Path] = []
     L = int(batch["lengths"][0])
     written.append(frame_strip(batch["video"][0][:L], out / "frames.png"))

@@ -1,4 +1,5 @@
-"""Checkpoint I/O: one plain-data file, written atomically, loaded with ``torch.load(weights_only=True)`` only.
+"""Checkpoint I/O: the :class:`Checkpoint` dataclass, one plain-data file written atomically, loaded with
+``torch.load(weights_only=True)`` only.
 
 Everything in a checkpoint is a tensor, dict, list, tuple, str, number, bool or None, so loading never runs code
 from the file. RNG states are converted to tensors and lists (NumPy's state tuple becomes a list of ints).
@@ -10,6 +11,7 @@ import os
 import pickle
 import random
 import zipfile
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,10 @@ import torch
 
 from .._fileio import atomic_write
 from ..errors import CheckpointError
+from ..presets import get_preset, list_presets
 
 __all__ = [
+    "Checkpoint",
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
     "REQUIRED_KEYS",
@@ -30,65 +34,177 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "seqvision-checkpoint"
-CHECKPOINT_VERSION = 1
-REQUIRED_KEYS = ("format", "version", "config", "model_state", "input_dim", "label_names")
+CHECKPOINT_VERSION = 2  # 1: seqvision 0.1 (converted on load, see Checkpoint.from_dict)
+REQUIRED_KEYS = ("format", "version", "config", "model_state", "input_dim")
 
 
-def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, flushed and fsynced, then
-    ``os.replace``d over the target. A crash at any point leaves the previous file (if any) intact.
+@dataclass
+class Checkpoint:
+    """A training checkpoint: the one reader and writer of ``best.pt`` / ``last.pt`` (format version 2).
 
-    Args:
-        state: plain data only (tensors, dicts, lists, str, numbers); ``format``/``version`` are added if absent.
-        path: the target file; its folder is created if needed.
+    The file is this dataclass as a plain dict (plus ``format`` and ``version``), written atomically by
+    :meth:`save` and read with ``torch.load(weights_only=True)`` only by :meth:`load`, so loading never runs code
+    from the file. Version 1 files (seqvision 0.1) are converted on load: they gain ``extra`` and ``task``, and
+    their config gains the ``model.head_hidden`` that their preset implied.
+
+    Attributes:
+        config: the resolved config (``seqvision.config.config_to_dict``).
+        model_state: the task model's ``state_dict`` (CPU tensors).
+        input_dim: D, the feature width the model reads.
+        task: ``model.task``.
+        label_names, frame_label_names: class names in id order; vocab: ``Vocabulary.to_dict()`` or None.
+        encoder_state: the frame encoder's weights when the config cannot rebuild them (random init that made
+            the feature cache, or fine-tuned end to end); None = the configured pretrained weights.
+        optimizer, scheduler, scaler: their ``state_dict`` (resume); None in an inference-only checkpoint.
+        epoch, global_step: completed epochs and optimiser steps.
+        rng: :func:`capture_rng_state` of rank 0; rng_ranks: every rank's (DDP) or None; world_size: ranks.
+        metrics: one row per epoch (the run's history); metric / best_metric / best_epoch: the selection.
+        extra: plain data other parts attach (e.g. a baseline's metrics), keyed by who wrote it.
+
+    Example:
+        >>> ckpt = Checkpoint.load("runs/exp/best.pt")
+        >>> ckpt.epoch, ckpt.label_names[:3]
+    """
+
+    config: dict
+    model_state: dict
+    input_dim: int
+    task: str = ""
+    label_names: list = field(default_factory=list)
+    frame_label_names: list = field(default_factory=list)
+    vocab: dict | None = None
+    encoder_state: dict | None = None
+    optimizer: dict | None = None
+    scheduler: dict | None = None
+    scaler: dict | None = None
+    epoch: int = 0
+    global_step: int = 0
+    rng: dict | None = None
+    rng_ranks: list | None = None
+    world_size: int = 1
+    metrics: list = field(default_factory=list)
+    metric: str = ""
+    best_metric: float | None = None
+    best_epoch: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.task:
+            self.task = str((self.config.get("model") or {}).get("task", "classify"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The file's content: ``{"format", "version", <every field>}`` (plain data only)."""
+        return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+                **{f.name: getattr(self, f.name) for f in fields(self)}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "<checkpoint>") -> "Checkpoint":
+        """Build from a file's dict, converting older versions; ``format`` / ``version`` may be absent (a dict
+        built in Python is taken as the current version).
+
+        Raises:
+            CheckpointError: naming ``source``: a newer or unknown version, missing or unknown entries, or
+                entries of the wrong type.
+        """
+        data = dict(data)
+        if data.pop("format", CHECKPOINT_FORMAT) != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{source}: not a seqvision checkpoint (no 'format': {CHECKPOINT_FORMAT!r} entry)")
+        version = data.pop("version", CHECKPOINT_VERSION)
+        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= CHECKPOINT_VERSION:
+            raise CheckpointError(f"{source}: checkpoint version {version!r} is not supported "
+                                  f"(this seqvision reads versions 1 to {CHECKPOINT_VERSION})")
+        if version == 1:
+            data = _upgrade_v1(data)
+        missing = [k for k in REQUIRED_KEYS[2:] if k not in data]
+        if missing:
+            raise CheckpointError(f"{source}: checkpoint lacks required entries: {', '.join(missing)}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise CheckpointError(f"{source}: checkpoint has unknown entries {unknown} (written by a newer "
+                                  "seqvision?)")
+        for key, kind in (("config", dict), ("model_state", dict), ("input_dim", int), ("label_names", list),
+                          ("frame_label_names", list), ("metrics", list), ("extra", dict)):
+            if key in data and not isinstance(data[key], kind):
+                raise CheckpointError(f"{source}: checkpoint entry {key!r} is a {type(data[key]).__name__}, "
+                                      f"expected a {kind.__name__} (corrupt checkpoint)")
+        return cls(**data)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write atomically: a temporary file in the same folder, flushed and fsynced, then ``os.replace``d over
+        the target. A crash at any point leaves the previous file (if any) intact. Returns the path."""
+        state = self.to_dict()
+        return atomic_write(path, lambda f: torch.save(state, f), sync_dir=True)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> "Checkpoint":
+        """Load safely (``weights_only=True``; pickled objects are refused) and convert older versions.
+
+        Raises:
+            CheckpointError: naming the file, when it is missing, truncated or corrupt, not a seqvision
+                checkpoint, of an unsupported version, or holds pickled Python objects (never unpickled).
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: checkpoint file does not exist")
+        if path.stat().st_size == 0:
+            raise CheckpointError(f"{path}: checkpoint file is empty (truncated)")
+        try:
+            state = torch.load(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as exc:
+            msg = str(exc)
+            if "Weights only load failed" in msg or "Unsupported global" in msg or "GLOBAL" in msg:
+                detail = _unsupported_global(msg)
+                raise CheckpointError(
+                    f"{path}: not a plain-data checkpoint: it holds pickled Python objects{detail}; "
+                    "it will not be unpickled (seqvision loads checkpoints with weights_only=True only)"
+                ) from None
+            raise CheckpointError(f"{path}: corrupt checkpoint ({_short(exc)})") from None
+        except (RuntimeError, OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, IndexError,
+                TypeError, AttributeError) as exc:
+            raise CheckpointError(f"{path}: truncated or corrupt checkpoint, or not a checkpoint ({_short(exc)})") from None
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path}: not a seqvision checkpoint (no 'format': {CHECKPOINT_FORMAT!r} entry)")
+        if "version" not in state:
+            raise CheckpointError(f"{path}: checkpoint has no 'version' entry (corrupt checkpoint)")
+        return cls.from_dict(state, source=str(path))
+
+
+def _upgrade_v1(data: dict) -> dict:
+    """Version 1 -> 2: ``extra`` is new; ``model.head_hidden`` became a config field (version 1 took it from the
+    named preset at build time, so the same value is written into the config here)."""
+    data = {**data, "extra": {"converted_from_version": 1}}
+    config = data.get("config")
+    if isinstance(config, dict) and isinstance(config.get("model"), dict) and "head_hidden" not in config["model"]:
+        model = dict(config["model"])
+        name = model.get("preset") or ""
+        model["head_hidden"] = list(get_preset(name).head_hidden) if name in list_presets() else []
+        data["config"] = {**config, "model": model}
+    return data
+
+
+def save_checkpoint(state: Checkpoint | dict[str, Any], path: str | os.PathLike) -> Path:
+    """:meth:`Checkpoint.save` of ``state`` (a :class:`Checkpoint`, or its plain-dict form).
 
     Returns:
         The path written.
     """
-    state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
-    return atomic_write(path, lambda f: torch.save(state, f), sync_dir=True)
+    ckpt = state if isinstance(state, Checkpoint) else Checkpoint.from_dict(state, source=str(path))
+    return ckpt.save(path)
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a seqvision checkpoint safely (``weights_only=True``; pickled objects are refused).
+    """The plain-dict form (:meth:`Checkpoint.to_dict`) of :meth:`Checkpoint.load`: the current version's
+    entries, whatever version the file has.
 
     Raises:
-        CheckpointError: naming the file, when it is missing, truncated or corrupt, not a seqvision checkpoint,
-            or holds pickled Python objects (which are never unpickled).
+        CheckpointError: see :meth:`Checkpoint.load`.
 
     Example:
         >>> ckpt = load_checkpoint("runs/exp/best.pt")
         >>> ckpt["epoch"], ckpt["label_names"][:3]
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file does not exist")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: checkpoint file is empty (truncated)")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        msg = str(exc)
-        if "Weights only load failed" in msg or "Unsupported global" in msg or "GLOBAL" in msg:
-            detail = _unsupported_global(msg)
-            raise CheckpointError(
-                f"{path}: not a plain-data checkpoint: it holds pickled Python objects{detail}; "
-                "it will not be unpickled (seqvision loads checkpoints with weights_only=True only)"
-            ) from None
-        raise CheckpointError(f"{path}: corrupt checkpoint ({_short(exc)})") from None
-    except (RuntimeError, OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, IndexError,
-            TypeError, AttributeError) as exc:
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint, or not a checkpoint ({_short(exc)})") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a seqvision checkpoint (no 'format': {CHECKPOINT_FORMAT!r} entry)")
-    version = state.get("version")
-    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {version!r} is not supported "
-                              f"(this seqvision reads up to {CHECKPOINT_VERSION})")
-    missing = [k for k in REQUIRED_KEYS if k not in state]
-    if missing:
-        raise CheckpointError(f"{path}: checkpoint lacks required entries: {', '.join(missing)}")
-    return state
+    return Checkpoint.load(path, map_location=map_location).to_dict()
 
 
 def _short(exc: BaseException) -> str:

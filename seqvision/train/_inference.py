@@ -1,19 +1,23 @@
-"""Rebuilding a trained model from a checkpoint for inference."""
+"""Rebuilding a trained model from a :class:`Checkpoint` for inference."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..config import Config, config_from_dict
+from ..data.vocab import Vocabulary
 from ..errors import CheckpointError, ConfigError
-from ._checkpoint import load_checkpoint
+from ..features import build_encoder
+from ..tasks import Labels, Task, build_task
+from ._checkpoint import Checkpoint
 
-__all__ = ["LoadedModel", "load_model", "model_from_checkpoint"]
+__all__ = ["LoadedModel", "load_model", "checkpoint_config", "checkpoint_task", "model_from_checkpoint",
+           "encoder_from_checkpoint"]
 
 
 @dataclass
@@ -23,55 +27,74 @@ class LoadedModel:
     model: nn.Module
     encoder: nn.Module | None  # FrameEncoder for raw video (None when ``with_encoder=False``)
     config: Config
-    label_names: list[str] = field(default_factory=list)
-    frame_label_names: list[str] = field(default_factory=list)
-    vocab: Any | None = None  # seqvision.data.vocab.Vocabulary (captioning)
-    input_dim: int = 0
-    checkpoint: dict = field(default_factory=dict, repr=False)  # the raw checkpoint (epoch, metrics, ...)
+    task: Task  # what the model's outputs mean (names, metrics, records)
+    checkpoint: Checkpoint
 
     @property
-    def task(self) -> str:
-        return getattr(self.model, "task", self.config.model.task)
+    def label_names(self) -> list[str]:
+        return self.task.labels.label_names
+
+    @property
+    def frame_label_names(self) -> list[str]:
+        return self.task.labels.frame_label_names
+
+    @property
+    def vocab(self) -> Vocabulary | None:
+        return self.task.labels.vocab
+
+    @property
+    def input_dim(self) -> int:
+        return self.checkpoint.input_dim
 
 
-def _num_classes(cfg: Config, ckpt: dict) -> int:
-    if cfg.model.task == "classify":
-        return len(ckpt.get("label_names") or [])
-    if cfg.model.task == "frames":
-        return len(ckpt.get("frame_label_names") or [])
-    return 0
+def checkpoint_config(ckpt: Checkpoint, *, path: str | os.PathLike = "<checkpoint>",
+                      overrides: dict | None = None) -> Config:
+    """The checkpoint's config (``overrides``: a config dict to use instead of the stored one).
 
-
-def model_from_checkpoint(ckpt: dict, cfg: Config, *, path: str | os.PathLike = "<checkpoint>") -> tuple[nn.Module, Any]:
-    """Build the sequence model of ``cfg`` and load the checkpoint's weights. Returns ``(model, vocab)``."""
-    from ..models import build_model
-
-    vocab = None
-    if ckpt.get("vocab") is not None:
-        from ..data.vocab import Vocabulary
-
-        vocab = Vocabulary.from_dict(ckpt["vocab"])
-    model = build_model(cfg.model, input_dim=int(ckpt["input_dim"]), num_classes=_num_classes(cfg, ckpt), vocab=vocab)
+    Raises:
+        CheckpointError: the stored config is not valid in this seqvision.
+    """
     try:
-        model.load_state_dict(ckpt["model_state"])
+        return config_from_dict(overrides if overrides is not None else ckpt.config, source=str(path))
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: the config stored in the checkpoint is not valid here ({exc})") from None
+
+
+def checkpoint_task(ckpt: Checkpoint, *, path: str | os.PathLike = "<checkpoint>") -> Task:
+    """The checkpoint's :class:`~seqvision.tasks.Task` with its label names and vocabulary.
+
+    Raises:
+        CheckpointError: an unknown task or an unreadable vocabulary.
+    """
+    try:
+        vocab = Vocabulary.from_dict(ckpt.vocab) if ckpt.vocab is not None else None
+        return build_task(ckpt.task, Labels(list(ckpt.label_names), list(ckpt.frame_label_names), vocab))
+    except (ConfigError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: the checkpoint's task or vocabulary is not usable ({exc})") from None
+
+
+def model_from_checkpoint(ckpt: Checkpoint, cfg: Config, task: Task, *,
+                          path: str | os.PathLike = "<checkpoint>") -> nn.Module:
+    """Build the sequence model of ``cfg`` for ``task`` and load the checkpoint's weights (CPU, train mode)."""
+    try:
+        model = task.build_model(cfg.model, input_dim=int(ckpt.input_dim))
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: the checkpoint's model cannot be built ({exc})") from None
+    try:
+        model.load_state_dict(ckpt.model_state)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: the weights do not fit the model its config describes ({exc})") from None
-    return model, vocab
+    return model
 
 
-def encoder_from_checkpoint(ckpt: dict, cfg: Config, *, path: str | os.PathLike = "<checkpoint>"):
-    """The frame encoder: rebuilt from ``cfg.encoder``; the saved weights are loaded when the checkpoint has them
-    (random-init or fine-tuned encoders), else the configured pretrained weights are used."""
-    import dataclasses
-
-    from ..features import build_encoder
-
-    state = ckpt.get("encoder_state")
-    if state is None:
+def encoder_from_checkpoint(ckpt: Checkpoint, cfg: Config, *, path: str | os.PathLike = "<checkpoint>") -> nn.Module:
+    """The frame encoder: rebuilt from ``cfg.encoder``; the checkpoint's encoder weights are loaded when it has
+    them (random-init or fine-tuned encoders), else the configured pretrained weights are used."""
+    if ckpt.encoder_state is None:
         return build_encoder(cfg.encoder)
     encoder = build_encoder(dataclasses.replace(cfg.encoder, weights="none"))
     try:
-        encoder.load_state_dict(state)
+        encoder.load_state_dict(ckpt.encoder_state)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: the saved encoder weights do not fit encoder {cfg.encoder.name!r} "
                               f"({exc})") from None
@@ -79,7 +102,7 @@ def encoder_from_checkpoint(ckpt: dict, cfg: Config, *, path: str | os.PathLike 
 
 
 def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu", with_encoder: bool = True) -> LoadedModel:
-    """Load a checkpoint for inference: the model (eval mode), its frame encoder, names and vocabulary.
+    """Load a checkpoint for inference: the model (eval mode), its frame encoder, its task (names, vocabulary).
 
     Args:
         path: a ``best.pt`` / ``last.pt`` written by training.
@@ -91,19 +114,12 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu", w
 
     Example:
         >>> lm = load_model("runs/exp/best.pt")
-        >>> probs = lm.model.predict(lm.encoder(video), lengths)["probs"]
+        >>> probs = lm.model.predict(lm.encoder(video), lengths).probs   # (B, K)
     """
-    ckpt = load_checkpoint(path, map_location="cpu")
-    try:
-        cfg = config_from_dict(ckpt["config"], source=str(path))
-    except ConfigError as exc:
-        raise CheckpointError(f"{path}: the config stored in the checkpoint is not valid here ({exc})") from None
+    ckpt = Checkpoint.load(path)
+    cfg = checkpoint_config(ckpt, path=path)
     dev = torch.device(device) if not isinstance(device, torch.device) else device
-    model, vocab = model_from_checkpoint(ckpt, cfg, path=path)
-    model.to(dev).eval()
-    encoder = None
-    if with_encoder:
-        encoder = encoder_from_checkpoint(ckpt, cfg, path=path).to(dev).eval()
-    return LoadedModel(model=model, encoder=encoder, config=cfg, label_names=list(ckpt.get("label_names") or []),
-                       frame_label_names=list(ckpt.get("frame_label_names") or []), vocab=vocab,
-                       input_dim=int(ckpt["input_dim"]), checkpoint=ckpt)
+    task = checkpoint_task(ckpt, path=path)
+    model = model_from_checkpoint(ckpt, cfg, task, path=path).to(dev).eval()
+    encoder = encoder_from_checkpoint(ckpt, cfg, path=path).to(dev).eval() if with_encoder else None
+    return LoadedModel(model=model, encoder=encoder, config=cfg, task=task, checkpoint=ckpt)
