@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,32 @@ def test_seq_len_smallest(tmp_path):
     data = json.loads((tmp_path / "seq_len.json").read_text())
     assert {"scaling", "overhead", "packing", "decoding"} <= set(data)
     assert (tmp_path / "seq_len_scaling.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_seq_len_min_cells_and_long_range_smallest(tmp_path):
+    """Seconds: the minGRU/minLSTM rows, the Transformer and the long-range accuracy task at toy sizes."""
+    load("seq_len").main(["--quick", "--max-t", "16", "--reps", "1", "--cells", "lstm,mingru,minlstm",
+                          "--layers", "1", "--directions", "uni", "--sections", "scaling,longrange",
+                          "--acc-max-t", "16", "--acc-steps", "2", "--acc-layers", "1", "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "seq_len.json").read_text())
+    assert {"mingru-L1-uni", "minlstm-L1-uni", "lstm-L1-uni", "transformer"} <= set(data["scaling"])
+    assert data["scaling"]["mingru-L1-uni"]["scan_rel_error_f32"]["16"] < 1e-4
+    assert set(data["longrange"]) == {"lstm", "mingru", "minlstm", "transformer"}
+    assert all(0 <= a <= 1 for row in data["longrange"].values() for a in row["accuracy"])
+    assert (tmp_path / "seq_len_scaling.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_gpu_check_cpu_dry_run(tmp_path):
+    """benchmarks/gpu_check.sh end to end on CPU at toy sizes (its CUDA path needs a GPU host)."""
+    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--cpu-dry-run"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    summary = (tmp_path / "gpu_check" / "summary.txt").read_text()
+    status = {line.split()[0]: line.split()[1] for line in summary.splitlines()
+              if line.split()[:1] and line.split()[0] in ("env", "tests", "pipeline", "seq-len")}
+    assert status == {"env": "ok", "tests": "ok", "pipeline": "ok", "seq-len": "ok"}, proc.stdout[-3000:]
+    assert "long-range accuracy" in summary
 
 
 @pytest.mark.slow

@@ -53,8 +53,9 @@ def test_step_equals_parallel_forward(cell):
 
 def test_scan_log_solves_the_linear_recurrence():
     g = torch.Generator().manual_seed(0)
-    a, b, h0 = torch.rand(2, 30, 4, generator=g, dtype=torch.float64), torch.rand(2, 30, 4, generator=g,
-                                                                                   dtype=torch.float64), -torch.rand(2, 4, dtype=torch.float64)
+    a = torch.rand(2, 30, 4, generator=g, dtype=torch.float64)
+    b = torch.rand(2, 30, 4, generator=g, dtype=torch.float64)
+    h0 = -torch.rand(2, 4, generator=g, dtype=torch.float64)  # negative: the state enters linearly
     h, hs = h0, []
     for t in range(30):
         h = a[:, t] * h + b[:, t]
@@ -110,6 +111,19 @@ def test_encoder_unidirectional_padding_and_hidden_sizes(cell):
         alone = enc(x[b: b + 1, :n])
         torch.testing.assert_close(out.outputs[b, :n], alone.outputs[0], **TOL)
         torch.testing.assert_close(out.last[b], alone.last[0], **TOL)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_encoder_step_streams_like_forward(cell):
+    """SequenceEncoder.step (online inference) calls MinRNN.step per stack: frame by frame == forward."""
+    torch.manual_seed(0)
+    enc = SequenceEncoder(D, cell=cell, hidden_sizes=[8, 5]).double().eval()
+    x = _x(B=2, T=6)
+    full = enc(x).outputs  # (B, T, 5)
+    state = None
+    for t in range(x.shape[1]):
+        out, state = enc.step(x[:, t], state)
+        torch.testing.assert_close(out, full[:, t], **TOL)
 
 
 def test_dropout_between_layers_only_in_training():
