@@ -1,0 +1,230 @@
+"""Export a checkpoint for deployment without seqvision: ONNX (run by ONNX Runtime) and TorchScript files.
+
+Written to ``DIR``:
+
+* ``frame_encoder.{onnx,pt}``: ``frames`` uint8 ``(B, T, 3, H, W)`` RGB at the training size -> ``features``
+  float32 ``(B, T, D)`` (scaling by 1/255 and the mean/std normalisation are inside).
+* classify / frames: ``sequence_model.{onnx,pt}``: ``features (B, T, D)`` -> ``logits`` ``(B, K)`` (classify)
+  or ``(B, T, K)`` (frames). Every clip of a batch has ``T`` real frames (run clips of other lengths separately:
+  ``T`` is dynamic).
+* caption: ``caption_encoder.{onnx,pt}``: ``features (B, T, D)`` -> ``memory (B, T, M)``, ``keys (B, T, A)``
+  (attention decoder; zeros of width 1 for S2VT), ``h0 (1, B, Hd)``, ``c0 (1, B, Hd)`` (zeros for GRU/RNN
+  decoders); ``caption_decoder_step.{onnx,pt}``: ``words`` int64 ``(N,)``, ``h``, ``c``, ``memory``, ``keys``
+  -> ``logits (N, V)``, ``h``, ``c``, ``attention (N, T)``: one word, to run greedy or beam search in any
+  language; ``vocab.json`` maps ids to words.
+* ``export.json``: what was written, input/output names and shapes, labels, the frame size and the parity
+  measured against PyTorch.
+
+Batch ``B`` / ``N`` and time ``T`` are dynamic axes. ONNX needs the optional extra
+(``pip install 'seqvision[onnx]'``: onnx and onnxruntime).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from .errors import SeqVisionError
+from .train import load_model
+
+__all__ = ["export_checkpoint", "ExportError", "FrameEncoderExport", "SequenceModelExport", "CaptionEncoderExport",
+           "CaptionDecoderStepExport"]
+
+FORMATS = ("onnx", "torchscript")
+
+
+class ExportError(SeqVisionError):
+    """An export failed or its output differs from PyTorch's."""
+
+
+class FrameEncoderExport(nn.Module):
+    """``frames`` uint8 ``(B, T, 3, H, W)`` -> ``features`` float32 ``(B, T, D)``: the checkpoint's CNN with
+    its input scaling and normalisation, in float32 (no autocast, no chunking)."""
+
+    def __init__(self, encoder):
+        super().__init__()
+        self.trunk = encoder.trunk
+        self.pool = encoder._pool  # the encoder's own pooling (avg / max / grid)
+        self.register_buffer("mean", torch.tensor(encoder.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(encoder.std).view(1, 3, 1, 1))
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        B = frames.shape[0]
+        x = rearrange(frames, "b t c h w -> (b t) c h w").float() / 255.0  # (B*T, 3, H, W)
+        feats = self.pool(self.trunk((x - self.mean) / self.std))  # (B*T, D)
+        return rearrange(feats, "(b t) d -> b t d", b=B)  # (B, T, D)
+
+
+class SequenceModelExport(nn.Module):
+    """``features (B, T, D)`` -> ``logits``: ``(B, K)`` for a clip classifier, ``(B, T, K)`` for a frame
+    labeller (every clip of the batch has T real frames)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.model(features).logits
+
+
+class CaptionEncoderExport(nn.Module):
+    """``features (B, T, D)`` -> ``memory (B, T, M)``, ``keys (B, T, A)``, ``h0 (1, B, Hd)``, ``c0 (1, B, Hd)``."""
+
+    def __init__(self, captioner):
+        super().__init__()
+        self.captioner = captioner
+
+    def forward(self, features: torch.Tensor):
+        memory, state = self.captioner._encode(features, None)
+        keys = memory.keys if memory.keys is not None else memory.outputs[..., :1] * 0  # (B, T, A)
+        c0 = state[1] if len(state) > 1 else torch.zeros_like(state[0])
+        return memory.outputs, keys, state[0], c0
+
+
+class CaptionDecoderStepExport(nn.Module):
+    """One decoder step: ``words (N,)`` int64, ``h``, ``c`` ``(1, N, Hd)``, ``memory (N, T, M)``, ``keys (N, T, A)``
+    -> ``logits (N, V)``, ``h``, ``c``, ``attention (N, T)`` (all frames valid; zeros for S2VT)."""
+
+    def __init__(self, captioner):
+        super().__init__()
+        self.captioner = captioner
+        self.lstm = captioner.cell == "lstm"
+
+    def forward(self, words, h, c, memory, keys):
+        from .models._captioner import _Memory  # the captioner's own memory record
+
+        mask = torch.ones(memory.shape[:2], dtype=torch.bool, device=memory.device)  # (N, T)
+        mem = _Memory(memory, keys if self.captioner.attention is not None else None, mask)
+        state = (h, c) if self.lstm else (h,)
+        logits, state, attn = self.captioner._step(words, state, mem)
+        attn = attn if attn is not None else memory[..., 0] * 0  # (N, T)
+        return logits, state[0], (state[1] if self.lstm else c), attn
+
+
+def _onnx_export(module, args, path: Path, input_names, output_names, dynamic_axes) -> None:
+    try:
+        import onnx  # noqa: F401  (the optional extra: checked before the exporter needs it)
+    except ImportError:
+        raise ExportError("ONNX export needs the optional extra: pip install 'seqvision[onnx]' "
+                          "(onnx and onnxruntime)") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
+                          dynamic_axes=dynamic_axes, opset_version=18, dynamo=False)
+
+
+def _torchscript_export(module, args, path: Path) -> None:
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(module, args, check_trace=False)
+    traced.save(str(path))
+
+
+def _run_onnx(path: Path, inputs: dict) -> list:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = {i.name for i in sess.get_inputs()}
+    return sess.run(None, {k: v.numpy() for k, v in inputs.items() if k in names})
+
+
+def _max_diff(a, b) -> float:
+    return max(float((torch.as_tensor(x).float() - y.float()).abs().max()) for x, y in zip(a, b))
+
+
+def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, formats=FORMATS,
+                      check: bool = True, tolerance: float = 1e-4) -> dict:
+    """Write the checkpoint's frame encoder and sequence model (or caption encoder + decoder step) to ``out``.
+
+    Args:
+        checkpoint: a ``best.pt`` / ``last.pt``.
+        out: output folder (created).
+        formats: any of ``"onnx"``, ``"torchscript"``.
+        check: run each exported file on inputs of a batch size and length other than the tracing ones and
+            compare with PyTorch (max abs difference recorded in ``export.json``).
+        tolerance: the largest difference accepted by ``check``.
+
+    Returns:
+        The ``export.json`` content.
+
+    Raises:
+        ExportError: an unknown format, the ONNX extra missing, or a difference above ``tolerance``.
+    """
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise ExportError(f"unknown export format(s) {bad}; allowed: {', '.join(FORMATS)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    loaded = load_model(checkpoint, device="cpu", with_encoder=True)
+    model, cfg = loaded.model.eval(), loaded.config
+    size = int(cfg.data.crop or cfg.data.size)
+    if cfg.data.resize != "square" and not cfg.data.crop:
+        warnings.warn("data.resize=short_side: the exported encoder takes frames of the size you give it; resize "
+                      "the short side to data.size as in training", RuntimeWarning, stacklevel=2)
+    D = loaded.input_dim
+    gen = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (2, 3, 3, size, size), dtype=torch.uint8, generator=gen)  # tracing input
+    frames_check = torch.randint(0, 256, (1, 5, 3, size, size), dtype=torch.uint8, generator=gen)
+    parts: list[tuple[str, nn.Module, dict, dict, list[str], dict]] = []
+    enc = FrameEncoderExport(loaded.encoder).eval()
+    parts.append(("frame_encoder", enc, {"frames": frames}, {"frames": frames_check}, ["features"],
+                  {"frames": {0: "B", 1: "T"}, "features": {0: "B", 1: "T"}}))
+    feats, feats_check = torch.randn(2, 3, D, generator=gen), torch.randn(3, 7, D, generator=gen)
+    if model.task == "caption":
+        cenc = CaptionEncoderExport(model).eval()
+        parts.append(("caption_encoder", cenc, {"features": feats}, {"features": feats_check},
+                      ["memory", "keys", "h0", "c0"],
+                      {"features": {0: "B", 1: "T"}, "memory": {0: "B", 1: "T"}, "keys": {0: "B", 1: "T"},
+                       "h0": {1: "B"}, "c0": {1: "B"}}))
+        with torch.no_grad():
+            memory, keys, h, c = cenc(feats)
+            mem_c, keys_c, h_c, c_c = cenc(feats_check)
+        step = CaptionDecoderStepExport(model).eval()
+        bos = model.vocab.bos_id
+        parts.append(("caption_decoder_step", step,
+                      {"words": torch.full((2,), bos), "h": h, "c": c, "memory": memory, "keys": keys},
+                      {"words": torch.randint(0, len(model.vocab), (3,), generator=gen), "h": h_c, "c": c_c,
+                       "memory": mem_c, "keys": keys_c},
+                      ["logits", "h_out", "c_out", "attention"],
+                      {"words": {0: "N"}, "h": {1: "N"}, "c": {1: "N"}, "memory": {0: "N", 1: "T"},
+                       "keys": {0: "N", 1: "T"}, "logits": {0: "N"}, "h_out": {1: "N"}, "c_out": {1: "N"},
+                       "attention": {0: "N", 1: "T"}}))
+        (out / "vocab.json").write_text(json.dumps(model.vocab.to_dict()))
+    else:
+        seq = SequenceModelExport(model).eval()
+        logits_axes = {0: "B"} if model.task == "classify" else {0: "B", 1: "T"}
+        parts.append(("sequence_model", seq, {"features": feats}, {"features": feats_check}, ["logits"],
+                      {"features": {0: "B", 1: "T"}, "logits": logits_axes}))
+    report: dict = {"checkpoint": str(checkpoint), "task": model.task, "frame_size": [size, size],
+                    "feature_dim": D, "labels": loaded.frame_label_names if model.task == "frames" else loaded.label_names,
+                    "files": {}, "max_abs_diff": {}}
+    for name, module, args, check_args, outputs, axes in parts:
+        with torch.no_grad():
+            want = module(**check_args)
+        want = list(want) if isinstance(want, tuple) else [want]
+        for fmt in formats:
+            path = out / f"{name}.{'onnx' if fmt == 'onnx' else 'pt'}"
+            if fmt == "onnx":
+                _onnx_export(module, tuple(args.values()), path, list(args), outputs, axes)
+                got = _run_onnx(path, check_args) if check else None
+            else:
+                _torchscript_export(module, tuple(args.values()), path)
+                with warnings.catch_warnings(), torch.no_grad():
+                    warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.export
+                    got = torch.jit.load(str(path))(*check_args.values()) if check else None
+                got = list(got) if isinstance(got, tuple) else [got]
+            report["files"][f"{name}.{fmt}"] = {"path": path.name, "inputs": list(args), "outputs": outputs,
+                                                "dynamic_axes": {k: list(v.values()) for k, v in axes.items()}}
+            if check:
+                diff = _max_diff(got, want)
+                report["max_abs_diff"][f"{name}.{fmt}"] = diff
+                if not diff <= tolerance:
+                    raise ExportError(f"{path}: output differs from PyTorch by {diff:.3g} (> {tolerance:g})")
+    (out / "export.json").write_text(json.dumps(report, indent=2))
+    return report

@@ -1,0 +1,89 @@
+"""Export (#15): ONNX (run by ONNX Runtime) and TorchScript files equal PyTorch to 1e-4 at batch sizes and
+lengths other than the traced ones; the README's example runs the exported files without seqvision."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from seqvision.export import export_checkpoint
+from seqvision.stream import OnlinePredictor
+from stream_checkpoints import offline_features, tiny_checkpoints
+
+ROOT = Path(__file__).resolve().parents[1]
+HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
+needs_ort = pytest.mark.skipif(not HAS_ORT, reason="onnx/onnxruntime not installed (pip install 'seqvision[onnx]')")
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    return tiny_checkpoints(tmp_path_factory.mktemp("export_ckpts"))
+
+
+@pytest.mark.parametrize("fmt", [pytest.param("onnx", marks=needs_ort), "torchscript"])
+@pytest.mark.parametrize("task", ["classify", "frames", "caption"])
+def test_exported_files_equal_pytorch(ckpts, tmp_path, task, fmt):
+    report = export_checkpoint(ckpts[task], tmp_path, formats=[fmt])
+    names = {"classify": ["frame_encoder", "sequence_model"], "frames": ["frame_encoder", "sequence_model"],
+             "caption": ["frame_encoder", "caption_encoder", "caption_decoder_step"]}[task]
+    assert sorted(report["max_abs_diff"]) == sorted(f"{n}.{fmt}" for n in names)
+    assert all(d <= 1e-4 for d in report["max_abs_diff"].values()), report["max_abs_diff"]
+    assert json.loads((tmp_path / "export.json").read_text())["task"] == task
+
+
+@needs_ort
+def test_onnx_pipeline_on_a_real_video_matches_the_checkpoint(ckpts, tmp_path):
+    """Decoded frames -> frame_encoder.onnx -> sequence_model.onnx gives the logits of the PyTorch model on
+    the same frames (the whole pipeline in ONNX Runtime, dynamic T = the video's length)."""
+    import onnxruntime as ort
+
+    export_checkpoint(ckpts["frames"], tmp_path, formats=["onnx"], check=False)
+    pred = OnlinePredictor.from_checkpoint(ckpts["frames"])
+    video = ckpts["videos"][0]
+    from seqvision.io import VideoReader
+
+    with VideoReader(video, size=pred.cfg.data.size) as vr:
+        frames = vr.get_frames(list(range(len(vr)))).data.contiguous()[None].numpy()  # (1, T, 3, H, W)
+    feats = ort.InferenceSession(str(tmp_path / "frame_encoder.onnx")).run(None, {"frames": frames})[0]
+    logits = ort.InferenceSession(str(tmp_path / "sequence_model.onnx")).run(None, {"features": feats})[0]
+    want = pred.model(offline_features(pred, video)).logits[0].detach()
+    np.testing.assert_allclose(logits[0], want.numpy(), atol=1e-4, rtol=0)
+
+
+def readme_example() -> str:
+    text = (ROOT / "README.md").read_text()
+    m = re.search(r"<!-- export-example -->\s*```python\n(.*?)```", text, re.S)
+    assert m, "README.md lost its export example (marked <!-- export-example -->)"
+    return m.group(1)
+
+
+@needs_ort
+@pytest.mark.timeout(300)
+def test_readme_example_runs_the_export_without_seqvision(ckpts, tmp_path):
+    export_checkpoint(ckpts["classify"], tmp_path / "exported", formats=["onnx"], check=False)
+    video = ckpts["videos"][0]
+    code = readme_example().replace('"exported/', f'"{tmp_path}/exported/').replace('"clip.mp4"', f'"{video}"')
+    code += "\nimport sys\nassert not any(m.split('.')[0] == 'seqvision' for m in sys.modules), 'imported seqvision'\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=280)
+    assert out.returncode == 0, out.stderr
+    pred = OnlinePredictor.from_checkpoint(ckpts["classify"])
+    probs = pred.model.predict(offline_features(pred, video))["probs"][0]
+    assert out.stdout.split()[0] == pred.names[int(probs.argmax())]
+
+
+def test_cli_export_torchscript(ckpts, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "seqvision", "export", "--checkpoint", str(ckpts["classify"]),
+                          "--format", "torchscript", "--out", str(tmp_path / "ts")], capture_output=True, text=True,
+                         cwd=ROOT, timeout=280)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    model = torch.jit.load(str(tmp_path / "ts" / "sequence_model.pt"))
+    assert model(torch.zeros(4, 9, report["feature_dim"])).shape == (4, len(report["labels"]))
