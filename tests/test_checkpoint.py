@@ -116,3 +116,52 @@ def test_rng_state_round_trip(tmp_path):
     restore_rng_state(load_checkpoint(tmp_path / "c.pt")["rng"], generator=gen2)
     got = (random.random(), np.random.rand(), torch.rand(1).item(), torch.rand(1, generator=gen2).item())
     assert got == expected
+
+
+def _v1_file(path, cfg_dict, model):
+    """A checkpoint exactly as seqvision 0.1 wrote it (version 1; no ``extra``; ``head_hidden`` implied by the
+    preset instead of stored in the config)."""
+    state = {"format": "seqvision-checkpoint", "version": 1, "config": cfg_dict,
+             "model_state": {k: v.detach() for k, v in model.state_dict().items()}, "encoder_state": None,
+             "input_dim": 6, "task": "classify", "label_names": ["a", "b", "c"], "frame_label_names": [],
+             "vocab": None, "optimizer": None, "scheduler": None, "scaler": None, "epoch": 2, "global_step": 8,
+             "rng": capture_rng_state(), "rng_ranks": None, "world_size": 1, "metrics": [], "metric": "val_accuracy",
+             "best_metric": 0.5, "best_epoch": 2}
+    torch.save(state, path)
+    return path
+
+
+def test_version_1_checkpoint_converts_on_load(tmp_path):
+    from seqvision.config import config_from_dict, config_to_dict
+    from seqvision.models import build_model
+    from seqvision.train import load_model
+
+    cfg = config_from_dict({"model": {"preset": "keras_cnn_rnn"}})
+    assert cfg.model.head_hidden == [8]
+    model = build_model(cfg.model, input_dim=6, num_classes=3)
+    cfg_v1 = config_to_dict(cfg)
+    del cfg_v1["model"]["head_hidden"]  # 0.1 had no such field: the preset implied it
+    path = _v1_file(tmp_path / "v1.pt", cfg_v1, model)
+    ckpt = Checkpoint.load(path)
+    assert ckpt.config["model"]["head_hidden"] == [8] and ckpt.extra == {"converted_from_version": 1}
+    assert ckpt.epoch == 2 and ckpt.label_names == ["a", "b", "c"]
+    loaded = load_model(path, with_encoder=False)
+    assert loaded.model.mlp[0].out_features == 8 and loaded.task.name == "classify"
+    x, lengths = torch.randn(2, 5, 6), torch.tensor([5, 3])
+    torch.testing.assert_close(loaded.model.predict(x, lengths).logits, model.predict(x, lengths).logits)
+    # re-saved, it is a version-2 file that loads the same
+    again = Checkpoint.load(save_checkpoint(ckpt, tmp_path / "v2.pt"))
+    assert torch.load(tmp_path / "v2.pt", weights_only=True)["version"] == CHECKPOINT_VERSION
+    assert again.config == ckpt.config
+
+
+def test_newer_or_malformed_checkpoint_is_a_clear_error(tmp_path):
+    torch.save({**_state(), "format": "seqvision-checkpoint", "version": CHECKPOINT_VERSION + 1}, tmp_path / "new.pt")
+    with pytest.raises(CheckpointError, match=r"new.pt.*version .* is not supported"):
+        load_checkpoint(tmp_path / "new.pt")
+    torch.save({**_state(), "format": "seqvision-checkpoint", "version": 2, "input_dim": "six"}, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=r"bad.pt.*'input_dim'"):
+        Checkpoint.load(tmp_path / "bad.pt")
+    torch.save({"format": "seqvision-checkpoint", "version": 2, "config": {}}, tmp_path / "short.pt")
+    with pytest.raises(CheckpointError, match="lacks required entries: model_state, input_dim"):
+        Checkpoint.load(tmp_path / "short.pt")

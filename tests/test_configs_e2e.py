@@ -39,7 +39,8 @@ LAYOUTS = {
     "keras_cnn_rnn": lambda root: layouts.write_folder(root, classes=("jump", "walk", "wave"), per_class=6),
 }
 # what the shipped config must keep (the overrides only shrink it)
-KEPT = ("task", "cell", "layers", "bidirectional", "head", "decoder", "hidden_sizes", "dropout", "head_dropout")
+KEPT = ("task", "cell", "layers", "bidirectional", "head", "decoder", "hidden_sizes", "dropout", "head_dropout",
+        "head_hidden")
 
 _BLOCK_NETWORK = textwrap.dedent('''
     import socket
