@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, get_worker_info
 from tqdm.auto import tqdm
 
 from ..config import Config
@@ -154,8 +154,25 @@ def _collate_frames(samples: list[dict]) -> dict:
             runs[-1].append(video)
         else:
             runs.append([video])
-    return {"runs": [torch.cat(r) if len(r) > 1 else r[0] for r in runs],  # (N_k, C, H_k, W_k)
-            "clips": clips, "errors": errors}
+    return {"runs": [_concat(r) for r in runs], "clips": clips, "errors": errors}
+
+
+def _concat(clips: list[torch.Tensor]) -> torch.Tensor:
+    """``(T_i, C, H, W)`` clips -> ``(N, C, H, W)`` in channels_last memory (the decoder's NHWC layout).
+
+    In a DataLoader worker the result is allocated in shared memory, as torch's default collate does, so handing
+    it to the main process does not copy it again.
+    """
+    n = sum(int(c.shape[0]) for c in clips)
+    _, ch, h, w = clips[0].shape
+    out = torch.empty((n, h, w, ch), dtype=clips[0].dtype)  # (N, H, W, C)
+    if get_worker_info() is not None:
+        out.share_memory_()
+    start = 0
+    for c in clips:
+        out[start:start + c.shape[0]] = c.permute(0, 2, 3, 1)  # (T_i, H, W, C)
+        start += int(c.shape[0])
+    return out.permute(0, 3, 1, 2)  # (N, C, H, W), a channels_last view
 
 
 def _as_list(x):
@@ -231,7 +248,7 @@ def decode_loader(cfg: Config, records, device: torch.device, *, chunk: int, bat
     clips_per_forward = batch_size or max(1, chunk // max(1, cfg.data.num_frames))
     # A worker task is a few clips: enough tasks for every worker even on a small dataset (it is the unit of
     # parallelism), while the main process still gathers whole chunks for the CNN.
-    per_task = clips_per_forward if workers == 0 else max(1, min(clips_per_forward, 4,
+    per_task = clips_per_forward if workers == 0 else max(1, min(clips_per_forward, max(4, clips_per_forward // 4),
                                                                  math.ceil(len(records) / (2 * workers))))
     loader = DataLoader(dataset, batch_size=per_task, num_workers=workers, collate_fn=_collate_frames,
                         pin_memory=device.type == "cuda", persistent_workers=False,
