@@ -25,7 +25,12 @@ Codec names are FFmpeg encoder aliases: ``"h264"`` (libx264), ``"hevc"`` (libx26
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -42,6 +47,12 @@ __all__ = [
     "make_audio_file",
     "make_bad_files",
     "encoder_available",
+    "CONFORMANCE_KINDS",
+    "ConformanceKind",
+    "make_conformance_video",
+    "ffmpeg_reference",
+    "ffmpeg_encoders",
+    "FFmpegReference",
 ]
 
 CODE_BITS = 10  # indices 0..1023
@@ -334,3 +345,199 @@ def make_bad_files(folder) -> dict[str, Path]:
     out["corrupt"].write_bytes(bytes(data))
     good.unlink()
     return {k: Path(os.fspath(v)) for k, v in out.items()}
+
+
+# -- conformance kinds: real-world container/codec situations, built with the FFmpeg command-line tool ---------
+FFMPEG = "ffmpeg"
+FFPROBE = "ffprobe"
+_SIZE = "128x96"  # small frames keep the whole conformance suite fast; 4:2:0 needs even sizes
+
+
+def _src(rate: float = 25, seconds: float = 2, size: str = _SIZE) -> list[str]:
+    return ["-f", "lavfi", "-i", f"testsrc2=s={size}:r={rate}:d={seconds}"]
+
+
+def _x264(bf: int = 3, g: int = 30, extra: tuple = ()) -> list[str]:
+    return ["-c:v", "libx264", "-preset", "veryfast", "-bf", str(bf), "-g", str(g), "-pix_fmt", "yuv420p", *extra]
+
+
+@dataclass(frozen=True)
+class ConformanceKind:
+    """One kind of file: how the FFmpeg CLI makes it and where the kind comes from.
+
+    ``steps`` are ffmpeg argument lists run in order inside the output folder (``{out}`` is the file to make,
+    ``{tmp}`` a scratch file); ``tail_packets`` drops that many leading 188-byte TS packets afterwards (a cut
+    recording). ``reader`` holds extra ``VideoReader`` options and ``ffmpeg_input`` / ``ffmpeg_map`` the matching
+    CLI options for the reference decode. ``encoders`` must all exist in the CLI for the kind to be built.
+    """
+
+    name: str
+    suffix: str
+    steps: tuple
+    reference: str  # the issue / report this kind comes from
+    encoders: tuple = ("libx264",)
+    tail_packets: int = 0
+    reader: tuple = ()  # (key, value) pairs passed to VideoReader
+    ffmpeg_input: tuple = ()  # options before -i (e.g. -noautorotate)
+    ffmpeg_map: tuple = ()  # options after -i (e.g. -map 0:0)
+    rotation: int = 0  # the display rotation the file carries
+
+
+def _k(name, suffix, steps, reference, **kw) -> ConformanceKind:
+    return ConformanceKind(name=name, suffix=suffix, steps=tuple(tuple(s) for s in steps), reference=reference, **kw)
+
+
+CONFORMANCE_KINDS: dict[str, ConformanceKind] = {k.name: k for k in [
+    # today's kinds
+    _k("h264_bframes_mp4", ".mp4", [_src(25, 3) + _x264(3, 30) + ["{out}"]], "seqvision README (baseline)"),
+    _k("mjpeg_avi", ".avi", [_src(25, 1) + ["-c:v", "mjpeg", "-q:v", "3", "{out}"]], "seqvision README (baseline)",
+       encoders=("mjpeg",)),
+    _k("vp9_webm", ".webm", [_src(25, 2) + ["-c:v", "libvpx-vp9", "-g", "24", "-b:v", "300k", "{out}"]],
+       "seqvision README (baseline)", encoders=("libvpx-vp9",)),
+    _k("h264_raw_annexb", ".h264", [_src(25, 2) + _x264(2, 20) + ["-f", "h264", "{out}"]],
+       "seqvision README (raw stream, no timestamps)"),
+    _k("yuv444p_odd_mkv", ".mkv", [_src(25, 1, "97x61") + ["-c:v", "libx264", "-pix_fmt", "yuv444p", "-bf", "2",
+                                                           "{out}"]], "seqvision README (odd size, 4:4:4)"),
+    # issue #12's table
+    _k("h264_bframes_avi", ".avi", [_src(30, 3) + _x264(3, 30) + ["{out}"]], "issue #12: H.264 B-frames in AVI"),
+    _k("xvid_bframes_avi", ".avi", [_src(25, 3) + ["-c:v", "libxvid", "-q:v", "4", "-bf", "2", "-g", "25",
+                                                   "{out}"]],
+       "issue #12: Xvid (packed B-frames, N-VOPs) in AVI, as UCF101/HMDB51 (decord #195)", encoders=("libxvid",)),
+    _k("mpeg4_bframes_avi", ".avi", [_src(25, 3) + ["-c:v", "mpeg4", "-q:v", "4", "-bf", "2", "-g", "25", "-vtag",
+                                                    "xvid", "{out}"]],
+       "issue #12: MPEG-4 part 2 B-frames in AVI (FFmpeg's encoder, not packed)", encoders=("mpeg4",)),
+    _k("mp4_editlist_cut", ".mp4", [_src(25, 4) + _x264(3, 250) + ["{tmp}.mp4"],
+                                    ["-ss", "1.3", "-i", "{tmp}.mp4", "-c", "copy", "{out}"]],
+       "issue #12: stream-copy cut at a non-keyframe (MP4 edit list)"),
+    _k("rotate_90_mp4", ".mp4", [_src(25, 2) + _x264(2, 25) + ["{tmp}.mp4"],
+                                 ["-i", "{tmp}.mp4", "-c", "copy", "-metadata:s:v:0", "rotate=90", "{out}"]],
+       "issue #12: portrait phone video (display matrix)", rotation=90),
+    _k("rotate_180_mov", ".mov", [_src(25, 2) + _x264(2, 25) + ["{tmp}.mov"],
+                                  ["-i", "{tmp}.mov", "-c", "copy", "-metadata:s:v:0", "rotate=180", "{out}"]],
+       "issue #12; torchvision #3201 (BDD100k .mov upside down)", rotation=180),
+    _k("rotate_270_mp4", ".mp4", [_src(25, 2) + _x264(2, 25) + ["{tmp}.mp4"],
+                                  ["-i", "{tmp}.mp4", "-c", "copy", "-metadata:s:v:0", "rotate=270", "{out}"]],
+       "issue #12; torchcodec #1084 (iPhone -90)", rotation=270),
+    _k("rotate_90_coded_orientation", ".mp4", [_src(25, 1) + _x264(2, 25) + ["{tmp}.mp4"],
+                                               ["-i", "{tmp}.mp4", "-c", "copy", "-metadata:s:v:0", "rotate=90",
+                                                "{out}"]],
+       "issue #12: option to keep the coded orientation (ffmpeg -noautorotate)", rotation=90,
+       reader=(("autorotate", False),), ffmpeg_input=("-noautorotate",)),
+    _k("ts_mid_gop", ".ts", [_src(30, 4) + _x264(3, 60) + ["-f", "mpegts", "{out}"]],
+       "issue #12: MPEG-TS cut mid-GOP (a cut recording)", tail_packets=200),
+    _k("ts_33bit_wrap", ".ts", [_src(25, 3) + _x264(2, 25) + ["-output_ts_offset", "95442.5", "-f", "mpegts",
+                                                              "{out}"]],
+       "issue #12: 33-bit PTS wrap inside the file"),
+    _k("ts_large_offset", ".ts", [_src(25, 2) + _x264(2, 25) + ["-output_ts_offset", "50000", "-f", "mpegts",
+                                                                "{out}"]],
+       "issue #12: timestamps far from 0"),
+    _k("mpeg1_ps", ".mpg", [_src(25, 2) + ["-c:v", "mpeg1video", "-bf", "2", "-g", "12", "-f", "mpeg", "{out}"]],
+       "issue #12: MPEG-1 program stream opening I B B", encoders=("mpeg1video",)),
+    _k("mpeg2_vob", ".vob", [_src(25, 2) + ["-c:v", "mpeg2video", "-bf", "2", "-g", "12", "-f", "vob", "{out}"]],
+       "issue #12: MPEG-2 program stream (DVD)", encoders=("mpeg2video",)),
+    _k("m1v_raw_24fps", ".m1v", [_src(24, 2) + ["-c:v", "mpeg1video", "-bf", "2", "-g", "12", "-f", "mpeg1video",
+                                                "{out}"]],
+       "issue #12: raw MPEG-1 elementary stream at 24 fps", encoders=("mpeg1video",)),
+    _k("m2v_raw", ".m2v", [_src(24, 2) + ["-c:v", "mpeg2video", "-bf", "2", "-g", "12", "-f", "mpeg2video",
+                                          "{out}"]],
+       "issue #12: raw MPEG-2 elementary stream", encoders=("mpeg2video",)),
+    _k("mkv_thumbnail_first", ".mkv", [_src(5, 2, "64x48") + _x264(0, 5) + ["{tmp}.mp4"],
+                                       _src(25, 2) + _x264(2, 25) + ["{tmp}2.mp4"],
+                                       ["-i", "{tmp}.mp4", "-i", "{tmp}2.mp4", "-map", "0:v", "-map", "1:v", "-c",
+                                        "copy", "{out}"]],
+       "issue #12: a preview track listed before the programme"),
+    _k("mkv_thumbnail_stream0", ".mkv", [_src(5, 2, "64x48") + _x264(0, 5) + ["{tmp}.mp4"],
+                                         _src(25, 2) + _x264(2, 25) + ["{tmp}2.mp4"],
+                                         ["-i", "{tmp}.mp4", "-i", "{tmp}2.mp4", "-map", "0:v", "-map", "1:v", "-c",
+                                          "copy", "{out}"]],
+       "issue #12: stream= chooses another stream", reader=(("stream", 0),), ffmpeg_map=("-map", "0:0")),
+    _k("mkv_cover_art", ".mkv", [_src(25, 1, "320x240") + ["-frames:v", "1", "{tmp}.png"],
+                                 _src(25, 2) + _x264(2, 25) + ["{tmp}.mp4"],
+                                 ["-i", "{tmp}.mp4", "-attach", "{tmp}.png", "-metadata:s:t", "mimetype=image/png",
+                                  "-c", "copy", "{out}"]],
+       "issue #12: attached cover image larger than the video", encoders=("libx264", "png")),
+    # more kinds from the peers' trackers
+    _k("hevc_mp4_gop2", ".mp4", [_src(10, 2) + ["-c:v", "libx265", "-g", "2", "-x265-params", "log-level=none",
+                                                "-tag:v", "hvc1", "{out}"]],
+       "torchcodec #179: HEVC seeks landed past the target", encoders=("libx265",)),
+    _k("ts_gop13", ".ts", [_src(25, 4) + _x264(2, 13) + ["-f", "mpegts", "{out}"]],
+       "VideoIO.jl #427: MPEG-TS seek a GOP late"),
+    _k("vp8_webm", ".webm", [_src(25, 2) + ["-c:v", "libvpx", "-g", "12", "-b:v", "300k", "{out}"]],
+       "decord #91: VP8 WebM returned frames from the start", encoders=("libvpx",)),
+    _k("h264_open_gop_mkv", ".mkv", [_src(25, 3) + _x264(3, 20, ("-x264-params", "open-gop=1")) + ["{out}"]],
+       "FFMS2 #437 / open-GOP H.264 (leading B-frames reference the previous GOP)"),
+]}
+
+
+def ffmpeg_encoders() -> set[str]:
+    """Encoder names of the ffmpeg CLI on PATH (empty when it is missing)."""
+    if shutil.which(FFMPEG) is None:
+        return set()
+    out = subprocess.run([FFMPEG, "-hide_banner", "-encoders"], capture_output=True, text=True).stdout
+    return {line.split()[1] for line in out.splitlines() if len(line.split()) > 1 and line.startswith(" V")}
+
+
+def make_conformance_video(kind: ConformanceKind, folder) -> Path:
+    """Build ``kind`` with the ffmpeg CLI in ``folder``; returns the file (cached by name)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"{kind.name}{kind.suffix}"
+    if out.exists():
+        return out
+    tmp = folder / f"{kind.name}_tmp"
+    for step in kind.steps:
+        args = [a.replace("{out}", str(out)).replace("{tmp}", str(tmp)) for a in step]
+        subprocess.run([FFMPEG, "-hide_banner", "-v", "error", "-y", *args], check=True, capture_output=True)
+    if kind.tail_packets:
+        data = out.read_bytes()
+        out.write_bytes(data[188 * kind.tail_packets:])
+    return out
+
+
+@dataclass
+class FFmpegReference:
+    """What the FFmpeg CLI decodes: ``frames`` uint8 ``(N, H, W, 3)``, the input stream it chose, its timestamps
+    (``best_effort_timestamp_time`` from ffprobe, ``None`` where ffprobe has none) and its average rate."""
+
+    frames: np.ndarray
+    stream_index: int
+    times: list
+    avg_rate: float
+    rotation: int  # clockwise degrees the CLI rotates by: -(ffprobe's display-matrix rotation) mod 360
+
+
+def ffmpeg_reference(path, *, input_options=(), map_options=()) -> FFmpegReference:
+    """Decode ``path`` with ``ffmpeg -i F -fps_mode passthrough -pix_fmt rgb24 -f rawvideo -``."""
+    import json
+    import re
+    proc = subprocess.run([FFMPEG, "-hide_banner", "-v", "info", *input_options, "-i", str(path), *map_options,
+                           "-fps_mode", "passthrough", "-pix_fmt", "rgb24", "-f", "rawvideo", "-"],
+                          capture_output=True, check=True)
+    err = proc.stderr.decode("utf-8", "replace")
+    size = re.search(r"Output #0.*?Video: rawvideo.*?, (\d+)x(\d+)", err, re.S)
+    mapped = re.search(r"Stream #0:(\d+) -> #0:0", err)
+    width, height = int(size.group(1)), int(size.group(2))
+    frames = np.frombuffer(proc.stdout, dtype=np.uint8).reshape(-1, height, width, 3)
+    index = int(mapped.group(1))
+    probe = json.loads(subprocess.run(
+        [FFPROBE, "-v", "error", "-select_streams", str(index), "-show_entries",
+         "frame=best_effort_timestamp_time:stream=avg_frame_rate,r_frame_rate", "-of", "json", str(path)],
+        capture_output=True, check=True).stdout)
+    times = []
+    for f in probe.get("frames", []):
+        value = f.get("best_effort_timestamp_time")
+        times.append(float(value) if value not in (None, "N/A") else None)
+    streams = json.loads(subprocess.run([FFPROBE, "-v", "error", "-select_streams", str(index), "-show_streams",
+                                         "-of", "json", str(path)], capture_output=True, check=True).stdout)
+    rotation = 0
+    for side in ((streams.get("streams") or [{}])[0].get("side_data_list") or []):
+        if "rotation" in side:
+            rotation = int(round(-float(side["rotation"]))) % 360
+    stream = (probe.get("streams") or [{}])[0]
+    rate = 0.0
+    for key in ("avg_frame_rate", "r_frame_rate"):
+        num, _, den = str(stream.get(key, "0/0")).partition("/")
+        if den and float(den) != 0 and float(num) != 0:
+            rate = float(num) / float(den)
+            break
+    return FFmpegReference(frames=frames, stream_index=index, times=times, avg_rate=rate, rotation=rotation)

@@ -29,6 +29,7 @@ conversion replicates each chroma sample over its 2x2 block, so it commutes with
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import os
 import re
@@ -43,7 +44,8 @@ from av.video.reformatter import VideoReformatter
 
 from seqvision.errors import VideoDecodeError
 
-__all__ = ["FrameIndex", "PyAVDecoder", "open_container", "build_index", "choose_stream", "orient",
+__all__ = ["FrameIndex", "PyAVDecoder", "open_container", "build_index", "finish_orientation", "choose_stream",
+           "orient",
            "display_transform", "PYAV_VERSION"]
 
 PYAV_VERSION = tuple(int(p) for p in av.__version__.split(".")[:2] if p.isdigit())
@@ -130,6 +132,8 @@ class FrameIndex:
     transform: str | None = None
     discarded_packets: int = 0
     frame_times: list[float] | None = field(default=None, repr=False)
+    orientation_pending: bool = False  # rotation not known until the first frame is decoded (finish_orientation)
+    autorotate: bool = True
 
     def pts_seconds(self, position: int) -> float:
         if self.frame_times is not None:
@@ -531,10 +535,15 @@ def build_index(path: str, container, stream, *, autorotate: bool = True, reopen
     else:
         fps = candidates[0] if candidates else 25.0
         duration = n / fps
-    first = _first_frame(container, stream)
     coded_w, coded_h = int(cc.width or 0), int(cc.height or 0)
     size_from_decoding = not _plausible_size(coded_w, coded_h)
-    if first is not None:
+    # The display matrix is read from the first decoded frame. With a usable header size that frame comes from
+    # the reader's own first decode (PyAVDecoder.prime: no extra seek or decode); only a damaged header is
+    # probed here.
+    first = _first_frame(container, stream) if size_from_decoding else None
+    if not size_from_decoding:
+        matrix = None
+    elif first is not None:
         if size_from_decoding:
             coded_w, coded_h = int(first.width), int(first.height)
         matrix = _display_matrix(first)
@@ -552,7 +561,20 @@ def build_index(path: str, container, stream, *, autorotate: bool = True, reopen
                       demux_error=demux_error, header_frame_estimate=estimate,
                       size_from_decoding=size_from_decoding, mode="pts", stream_index=stream.index,
                       num_video_streams=num_video, coded_width=coded_w, coded_height=coded_h, rotation=rotation,
-                      transform=transform, discarded_packets=discarded)
+                      transform=transform, discarded_packets=discarded,
+                      orientation_pending=not size_from_decoding, autorotate=autorotate)
+
+
+def finish_orientation(index: FrameIndex, frame) -> None:
+    """Set the rotation of a pts-mode index from its first decoded frame (``None``: no rotation known)."""
+    if not index.orientation_pending:
+        return
+    index.orientation_pending = False
+    rotation, transform = display_transform(_display_matrix(frame) if frame is not None else None)
+    index.rotation = rotation
+    index.transform = transform if index.autorotate else None
+    if index.transform in TRANSPOSING:
+        index.width, index.height = index.coded_height, index.coded_width
 
 
 def _decode_index(path, container, stream, scan: _Scan, tb: Fraction, autorotate: bool, header: int,
@@ -572,7 +594,10 @@ def _decode_index(path, container, stream, scan: _Scan, tb: Fraction, autorotate
         raise VideoDecodeError(path, f"the video stream's frame size is {coded_w}x{coded_h}")
     times = scan.times
     seconds = None
-    if all(t is not None for t in times) and all(b > a for a, b in zip(times, times[1:])):
+    raw = bool(_format_names(container) & set(RAW_FORMATS))  # no timestamps stored: the parser's are guesses
+    if raw:
+        times = [None] * n
+    elif all(t is not None for t in times) and all(b > a for a, b in zip(times, times[1:])):
         seconds = [float(t * tb) for t in times]
     candidates = _rate_candidates(stream)
     measured = (n - 1) / (seconds[-1] - seconds[0]) if seconds is not None and n > 1 else None
@@ -592,7 +617,7 @@ def _decode_index(path, container, stream, scan: _Scan, tb: Fraction, autorotate
     # as in pts mode; the decoder checks each read and falls back to counting from the start if a wanted
     # label does not come out. Unseekable raw streams always count from the start.
     labels = scan.labels
-    seekable = (not (set(_format_names(container)) & set(RAW_FORMATS)) and None not in labels
+    seekable = (not raw and None not in labels
                 and len(set(labels)) == n)
     if seekable:
         key_positions = [0] + [i for i in range(1, n) if scan.keys[i]]
@@ -749,6 +774,21 @@ class PyAVDecoder:
         finally:
             if skipping:
                 cc.skip_frame = "DEFAULT"
+
+    def prime(self):
+        """Start decoding at the beginning and return the first frame (or None), keeping it for the next read:
+        the display matrix comes from it at no extra cost, as the first read usually starts in the first GOP."""
+        counters = (self.frames_decoded, self.seeks)  # the open's cost, not a read's
+        self._seek(0)
+        try:
+            pos, frame = next(self._gen)
+        except (StopIteration, av.error.FFmpegError, OSError, ValueError, VideoDecodeError):
+            self._gen = None
+            return None
+        finally:
+            self.frames_decoded, self.seeks = counters
+        self._gen = itertools.chain([(pos, frame)], self._gen)
+        return frame
 
     def _on_error(self, where: str, exc: BaseException) -> None:
         if where == "decode":

@@ -12,7 +12,7 @@ import torch
 from einops import rearrange
 
 from seqvision.errors import ConfigError, VideoDecodeError
-from seqvision.io._pyav_backend import FrameIndex, PyAVDecoder, build_index, open_container
+from seqvision.io._pyav_backend import FrameIndex, PyAVDecoder, build_index, finish_orientation, open_container
 from seqvision.io._types import FrameBatch, VideoMetadata
 
 __all__ = ["VideoReader", "DEFAULT_MAX_BYTES"]
@@ -106,6 +106,16 @@ class VideoReader:
             self.close()
             raise
         index = self._index
+        if index.orientation_pending:
+            # the display matrix arrives with the first decoded frame: start the PyAV decoder now (it keeps the
+            # frame for the first read)
+            self._decoder = PyAVDecoder(self.path, self._container, stream, index, reopen=reopen)
+            self._container = None
+            try:
+                finish_orientation(index, self._decoder.prime())
+            except BaseException:
+                self.close()
+                raise
         self._size = _output_size(size, resize, index.height, index.width)
         if index.demux_error or index.dropped_packets:
             warnings.warn(f"{self.path}: the file is cut off or damaged; the index holds the "
@@ -118,6 +128,7 @@ class VideoReader:
                           f"{index.num_frames} were found; using {index.num_frames}", RuntimeWarning, stacklevel=2)
 
         self.backend = "pyav"
+        pyav_decoder, self._decoder = self._decoder, None
         if backend == "decord":
             from seqvision.io._decord_backend import DecordDecoder, DecordMismatch, decord_available
 
@@ -132,11 +143,16 @@ class VideoReader:
                     warnings.warn(f"{self.path}: decord would not return exact frames here ({why}); using the "
                                   f"pyav backend", RuntimeWarning, stacklevel=2)
         if self._decoder is None:
-            self._decoder = PyAVDecoder(self.path, self._container, stream, index, reopen=reopen)  # owns it now
-            self._container = None
+            if pyav_decoder is None:
+                pyav_decoder = PyAVDecoder(self.path, self._container, stream, index, reopen=reopen)  # owns it now
+                self._container = None
+            self._decoder = pyav_decoder
         else:
-            self._container.close()
-            self._container = None
+            if pyav_decoder is not None:
+                pyav_decoder.close()
+            if self._container is not None:
+                self._container.close()
+                self._container = None
 
     # -- metadata ----------------------------------------------------------------------------------------
     @property
