@@ -10,9 +10,15 @@ from __future__ import annotations
 import copy
 import json
 import time
+import warnings
 from pathlib import Path
 
 from ..config import config_from_dict
+from ..data import make_synthetic_dataset
+from ..features import extract_features
+from ..report import write_html_report
+from ..train import evaluate, train
+from ._predict import Predictor, inspect_video, predict_videos
 
 __all__ = ["run_demo", "demo_configs"]
 
@@ -64,13 +70,6 @@ def _fmt(seconds: float) -> str:
 
 def run_demo(out: str | Path = "demo_out", *, small: bool = False, device: str = "auto") -> dict:
     """Run the demo end to end; returns the summary dict (also written to ``<out>/summary.json``)."""
-    import warnings
-
-    from ..data import make_synthetic_dataset
-    from ..features import extract_features
-    from ..train import evaluate, train
-    from ._predict import Predictor, inspect_video, predict_videos
-
     t0 = time.perf_counter()
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -164,8 +163,6 @@ def run_demo(out: str | Path = "demo_out", *, small: bool = False, device: str =
         "clip accuracy": round(acc, 4), "frame accuracy": round(frame_acc, 4),
         "BLEU-4": round(bleu4, 4), "CIDEr": round(cider, 4), "wall time (s)": round(wall, 1),
     }
-    from ..report import write_html_report
-
     html = write_html_report(report_dir / "index.html", title="seqvision demo", summary=summary,
                              sections=[{"heading": "Test videos", "cards": [
                                  {k: v for k, v in card.items() if not k.startswith("_")} for card in cards]}])
