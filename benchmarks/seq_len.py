@@ -190,50 +190,62 @@ def section_scaling(args, device, Ts) -> dict:
     configs = [(c, n, bi) for c in cells for n in args.layer_list for bi in args.bidirectional_list]
     ref_lstm = SequenceEncoder(D, cell="lstm", hidden=H)
     target = n_params(ref_lstm)
-    results = {}
-    print(f"\n== scaling: forward+backward vs T (B={B}, D={D}, H={H}) ==")
-    print(f"{'model':<22}{'params':>9} " + "".join(f"{t:>9}" for t in Ts) + "   (ms)")
+    models, rows = {}, {}
     names = [f"{c}-L{n}-{'bi' if bi else 'uni'}" for c, n, bi in configs] + ["transformer"]
     for name, cfg in zip(names, configs + [None]):
         torch.manual_seed(0)
         if cfg is None:
-            model = TransformerEncoder(D, H, params_target=target, max_len=max(Ts)).to(device)
-            count = n_params(model, ("pos",))
+            models[name] = TransformerEncoder(D, H, params_target=target, max_len=max(Ts)).to(device)
+            count = n_params(models[name], ("pos",))
         else:
             c, n, bi = cfg
-            model = SequenceEncoder(D, cell=c, hidden=H, layers=n, bidirectional=bi).to(device)
-            count = n_params(model)
-        row = {"params": count, "T": [], "ms": [], "mem_bytes": []}
-        for T in Ts:
-            try:
-                x = torch.randn(B, T, D, device=device)
-                lengths = torch.full((B,), T, dtype=torch.long)
-                run = ((lambda x=x: model(x)) if cfg is None
-                       else (lambda x=x, lengths=lengths: model(x, lengths).outputs))
-                sec = interleaved({"m": (model, run)}, device, args.reps, stat=min)["m"]  # min: robust to a busy CPU
-                mem = memory_bytes(model, run, device)
-            except (RuntimeError, torch.cuda.OutOfMemoryError) as err:
-                if not _out_of_memory(err):
-                    raise
-                row["out_of_memory_at_T"] = T
-                del x, run
-                model.zero_grad(set_to_none=True)
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-                break
-            row["T"].append(T)
-            row["ms"].append(sec * 1e3)
-            row["mem_bytes"].append(mem)
-            if sec > args.max_seconds:  # the next T would take too long: stop this model here
-                break
+            models[name] = SequenceEncoder(D, cell=c, hidden=H, layers=n, bidirectional=bi).to(device)
+            count = n_params(models[name])
+        rows[name] = {"params": count, "T": [], "ms": [], "mem_bytes": []}
+    print(f"\n== scaling: forward+backward vs T (B={B}, D={D}, H={H}); at each T every model is timed interleaved "
+          f"(rotating order), min of {args.reps} ==")
+    print(f"{'T':>6}  " + "".join(f"{n[:12]:>13}" for n in names) + "   (ms)")
+    active = list(names)
+    for T in Ts:
+        if not active:
+            break
+        x = torch.randn(B, T, D, device=device)
+        lengths = torch.full((B,), T, dtype=torch.long)
+        runs = {n: (models[n], (lambda m=models[n]: m(x)) if n == "transformer"
+                    else (lambda m=models[n]: m(x, lengths).outputs)) for n in active}
+        try:
+            secs = interleaved(runs, device, args.reps, stat=min)  # min: robust to a busy CPU
+            mems = {n: memory_bytes(*runs[n], device) for n in active}
+        except (RuntimeError, torch.cuda.OutOfMemoryError) as err:
+            if not _out_of_memory(err):
+                raise
+            # find who fits alone: the others stop here
+            secs, mems = {}, {}
+            for n in active:
+                try:
+                    secs[n] = interleaved({n: runs[n]}, device, args.reps, stat=min)[n]
+                    mems[n] = memory_bytes(*runs[n], device)
+                except (RuntimeError, torch.cuda.OutOfMemoryError) as err2:
+                    if not _out_of_memory(err2):
+                        raise
+                    rows[n]["out_of_memory_at_T"] = T
+                    models[n].zero_grad(set_to_none=True)
+                    if device.type == "cuda":
+                        torch.cuda.empty_cache()
+        for n, sec in secs.items():
+            rows[n]["T"].append(T)
+            rows[n]["ms"].append(sec * 1e3)
+            rows[n]["mem_bytes"].append(mems[n])
+        print(f"{T:>6}  " + "".join(f"{secs[n] * 1e3:>13.2f}" if n in secs else f"{'-':>13}" for n in names))
+        # the next T would take too long (or did not fit): stop that model here
+        active = [n for n in active if n in secs and secs[n] <= args.max_seconds]
+        del x, runs
+    for name, row in rows.items():
         row["time_exponent"] = slope(row["T"], row["ms"])
         row["mem_exponent"] = slope(row["T"], row["mem_bytes"])
-        if cfg is not None and cfg[0] in MIN_CELLS and cfg[1] == 1 and not cfg[2] and row["T"]:
-            row["scan_rel_error_f32"] = {T: scan_rel_error(cfg[0], D, H, T, device) for T in row["T"][-1:]}
-        results[name] = row
-        del model
-        print(f"{name:<22}{count:>9} " + "".join(f"{v:>9.2f}" for v in row["ms"])
-              + (f"  OOM at T={row['out_of_memory_at_T']}" if "out_of_memory_at_T" in row else ""))
+        if name.startswith(MIN_CELLS) and name.endswith("-L1-uni") and row["T"]:
+            row["scan_rel_error_f32"] = {T: scan_rel_error(name.split("-")[0], D, H, T, device) for T in row["T"][-1:]}
+    results = rows
     print(f"\n{'model':<22}{'time exp':>9}{'mem exp':>9}{'MB@maxT':>10}{'/transf.@maxT':>14}"
           f"  transformer slower from T=")
     tr = results["transformer"]
