@@ -150,7 +150,8 @@ class MinLSTMCell(nn.Module):
         return {"forget": f / (f + i), "input": i / (f + i), "candidate": g(k_h)}
 
     def gates(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Normalised ``{"forget": f', "input": i', "candidate": g(.)}`` (what the recurrence applies), ``(B, T, H)``."""
+        """Normalised ``{"forget": f', "input": i', "candidate": g(.)}`` (what the recurrence applies), each
+        ``(B, T, H)``."""
         return self._gates(*self._pre(x))
 
 
