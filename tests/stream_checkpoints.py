@@ -3,7 +3,6 @@ path they are compared with."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -19,10 +18,6 @@ __all__ = ["tiny_checkpoints", "offline_features"]
 def tiny_checkpoints(root: Path) -> dict[str, Path]:
     """Three tiny checkpoints (unidirectional classifier with a mean head, 2-layer GRU frame labeller,
     attention captioner) trained for one epoch on 12 synthetic 32x32 videos: a few seconds on one core."""
-    if os.environ.get("SV15_CKPTS"):  # DEV ONLY
-        r = Path(os.environ["SV15_CKPTS"])
-        return {"classify": r / "classify/best.pt", "frames": r / "frames/best.pt", "caption": r / "caption/best.pt",
-                "videos": sorted((r / "synth").rglob("*.mp4"))}
     make_synthetic_dataset(root / "synth", num_videos=12, size=32, min_frames=10, max_frames=12, progress=False)
     common = ["data.format=synthetic", f"data.root={root / 'synth'}", "data.num_frames=4", "data.size=32",
               "data.num_workers=0", "encoder.name=resnet18", "encoder.weights=none", f"data.cache_dir={root / 'cache'}",

@@ -5,6 +5,7 @@ disconnect, Ctrl-C. Checkpoints come from real (tiny) training runs on the synth
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import shutil
@@ -23,7 +24,7 @@ import pytest
 import torch
 
 from seqvision.io import VideoReader, sample_indices
-from seqvision.models import ClipClassifier, SequenceEncoder
+from seqvision.models import ClipClassifier, FrameLabeler, SequenceEncoder
 from seqvision.stream import FrameSource, NotStreamableError, OnlinePredictor, plot_timeline, run_stream
 from seqvision.train import load_model
 from stream_checkpoints import offline_features, tiny_checkpoints
@@ -74,6 +75,37 @@ def udp_sender(url: str, *, bursts: list[int], pause: float, fps: int = 25, size
 
 # ---------------------------------------------------------------------------------------------------------------
 # exactness
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("head", ["last", "mean", "max", "attention"])
+def test_step_equals_forward_for_every_cell_and_head(cell, head):
+    """The models' online form: step t of a 3-layer encoder (with input norm and projection) and of each pooling
+    head equals forward on frames 0..t; the frame labeller's steps equal forward's per-frame logits."""
+    torch.manual_seed(0)
+    enc = SequenceEncoder(8, cell=cell, hidden=6, layers=3, input_norm=True, input_proj=5)
+    model = ClipClassifier(enc, num_classes=3, head=head).eval()
+    x = torch.randn(2, 9, 8)  # (B, T, D)
+    state = None
+    for t in range(9):
+        logits, state = model.step(x[:, t], state)
+        torch.testing.assert_close(logits, model(x[:, :t + 1]).logits, atol=1e-6, rtol=0)
+    frames = FrameLabeler(enc, num_classes=4).eval()
+    state, steps = None, []
+    for t in range(9):
+        logits, state = frames.step(x[:, t], state)
+        steps.append(logits)
+    torch.testing.assert_close(torch.stack(steps, 1), frames(x).logits, atol=1e-6, rtol=0)
+
+
+def test_bench_stream_smoke(tmp_path):
+    """`seqvision bench stream` in its smallest mode (numbers are reported, not tested)."""
+    spec = importlib.util.spec_from_file_location("bench_stream", ROOT / "benchmarks" / "stream.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--smoke", "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["file"]["frames"] == 12 and {"decode", "cnn", "rnn"} <= set(data["file"]["latency_ms"])
 
 
 @pytest.mark.parametrize("task", ["frames", "classify"])
