@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -30,9 +31,55 @@ def test_every_subcommand_has_help(cmd):
     assert "usage: seqvision " + cmd in proc.stdout
 
 
-def test_info_lists_versions():
-    out = run("info").stdout
-    assert "torch" in out and "pyav" in out
+def test_info_checks_every_part_and_passes_here():
+    proc = run("info")  # exit 0: every required check passed
+    out = proc.stdout
+    for name in ("torch", "torchvision", "av", "numpy", "PyYAML", "matplotlib", "pycocoevalcap", "tqdm", "einops"):
+        assert any(line.split()[:1] == [name] and len(line.split()) >= 2 for line in out.splitlines()), name
+    for check in ("encode", "pyav", "encoder"):
+        assert any(line.split()[:2] == ["OK", check] for line in out.splitlines()), (check, out)
+    if importlib.util.find_spec("decord") is not None:
+        assert any(line.split()[:2] == ["OK", "decord"] for line in out.splitlines()), out
+    assert out.rstrip().endswith("OK: every required check passed")
+
+
+# seqvision info with av.open raising what PyAV 19.0 raised for seqvision's old call (a real broken install)
+BROKEN_AV = """
+import sys, av
+def _open(*args, **kwargs):
+    raise TypeError("open() got an unexpected keyword argument 'metadata_errors'")
+av.open = _open
+from seqvision.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_info_fails_with_the_exact_error_when_pyav_is_broken():
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2")
+    proc = subprocess.run([sys.executable, "-c", BROKEN_AV, "info"], capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=600)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    fail = [line for line in proc.stdout.splitlines() if line.split()[:2] == ["FAIL", "encode"]]
+    assert fail and "TypeError: open() got an unexpected keyword argument 'metadata_errors'" in fail[0], proc.stdout
+    assert "OK    encoder" in proc.stdout  # the other checks still run and report
+    assert proc.stdout.rstrip().splitlines()[-1].startswith("FAIL: encode, pyav")
+
+
+def test_info_device_check_fails_for_a_missing_device():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: `--device cuda` is not a failure here")
+    proc = run("info", "--device", "cuda", check=False)
+    assert proc.returncode == 1
+    line = [x for x in proc.stdout.splitlines() if x.split()[:2] == ["FAIL", "encoder"]]
+    assert line and "CUDA is not available" in line[0], proc.stdout
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_info_runs_the_encoder_on_cuda():
+    out = run("info", "--device", "cuda").stdout
+    assert any(x.split()[:2] == ["OK", "encoder"] and "cuda" in x for x in out.splitlines()), out
 
 
 def test_bad_config_key_fails_before_work(tmp_path):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import PIL.Image
 import pytest
 import torch
 import torchvision
@@ -160,7 +162,9 @@ def test_lite0_loads_the_packaged_file_strictly():
 
 
 def _image(name: str, size: int = 224) -> torch.Tensor:
-    img = torchvision.io.decode_image(str(SAMPLE_DATA / name), mode=torchvision.io.ImageReadMode.RGB)
+    # PIL, not torchvision.io: torchvision 0.29 deprecates its image decoders (to be removed in favour of torchcodec)
+    with PIL.Image.open(SAMPLE_DATA / name) as im:
+        img = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)  # (3, H, W) uint8
     return torchvision.transforms.functional.resize(img, [size, size], antialias=True)  # (3, H, W) uint8
 
 

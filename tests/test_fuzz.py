@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 import warnings
 
 import pytest
@@ -22,7 +21,8 @@ from seqvision.data import ErrorReport, VideoDataset, VideoRecord, collate
 
 COUNT = 55  # mutated files in the normal suite (5 per mutation kind)
 SEED = 0
-PER_FILE_TIMEOUT = 20.0  # seconds; a healthy check of these tiny files takes < 0.1 s
+PER_FILE_TIMEOUT = 60.0  # seconds before a file counts as a hang; a healthy check of these tiny files takes
+# < 0.1 s, so a loaded machine never reaches it (speed is measured in benchmarks/, never asserted here)
 NUM_FRAMES = 8
 SIZE = 32
 
@@ -52,10 +52,8 @@ def test_mutants_are_seeded_and_cover_every_kind(mutants, tmp_path):
 
 
 def test_reader_fuzz_valid_frames_or_decode_error(mutants):
-    t0 = time.monotonic()
     results = fuzzing.run_checks(mutants, backends=fuzzing.BACKENDS, workers=2, timeout=PER_FILE_TIMEOUT,
                                  num_frames=NUM_FRAMES)
-    elapsed = time.monotonic() - t0
     assert len(results) == len(mutants) * len(fuzzing.BACKENDS)
     bad = [r.describe() for r in results if r.outcome not in fuzzing.GOOD_OUTCOMES]
     assert not bad, "decoder contract broken:\n" + "\n".join(bad) + "\n" + fuzzing.format_table(results)
@@ -70,7 +68,6 @@ def test_reader_fuzz_valid_frames_or_decode_error(mutants):
             assert r.shape is not None and r.shape[0] == NUM_FRAMES
     outcomes = {r.outcome for r in results if r.mutation not in ("control", "empty", "non_video")}
     assert outcomes == {"valid", "decode_error"}  # the mutations really damage files, and not all fatally
-    assert elapsed < 90, f"fuzz check took {elapsed:.0f} s"
 
 
 @pytest.mark.parametrize("backend", fuzzing.BACKENDS)
@@ -89,7 +86,6 @@ def test_dataset_fuzz_two_workers(mutants, backend):
     loader = DataLoader(ds, batch_size=4, num_workers=2, collate_fn=collate, timeout=120)
     report = ErrorReport()
     seen: dict[str, str] = {}
-    t0 = time.monotonic()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for batch in loader:
@@ -109,7 +105,6 @@ def test_dataset_fuzz_two_workers(mutants, backend):
                 assert ref.outcome == "valid", f"dataset decoded {path}, the reader said {ref.describe()}"
                 # same frames as the reader's uniform sample (repeat padding included)
                 assert hashlib.sha1(video[i].numpy().tobytes()).hexdigest() == ref.sha1, path
-    assert time.monotonic() - t0 < 120
     assert set(seen) == {str(m.path) for m in mutants}
     assert {p: o for p, o in seen.items()} == {p: r.outcome for p, r in reference.items()}
     assert sorted(p for p, _ in report.items) == sorted(p for p, o in seen.items() if o == "decode_error")

@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("args", nargs=argparse.REMAINDER, help="passed to the benchmark (try --help after the name)")
     p.set_defaults(func=c.cmd_bench)
 
-    p = sub.add_parser("info", help="versions, decoding backends, devices")
+    p = sub.add_parser("info", help="versions, then checks: encode, decode with every backend, encoder forward")
+    p.add_argument("--device", default="auto", help="device of the encoder check: auto, cpu, cuda, cuda:N")
     p.set_defaults(func=c.cmd_info)
 
     p = sub.add_parser("demo", help="synthetic data -> features -> classifier, frame labeller, captioner -> report")

