@@ -102,6 +102,7 @@ class ModelConfig:
     dropout: float = 0.0  # between RNN layers
     input_proj: int = 0  # linear projection of the features before the RNN (0 = none)
     input_norm: bool = False  # LayerNorm on the input features
+    standardize: bool = True  # per-dimension (x - mean) / std of the features, statistics of the training split
     head: Literal["last", "mean", "max", "attention"] = "last"  # many-to-one pooling
     head_dropout: float = 0.5
     head_hidden: list[int] = field(default_factory=list)  # dense ReLU layers before the classifier (Keras: [8])
@@ -136,6 +137,7 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader workers for cached features
     tensorboard: bool = False
     progress: bool = True
+    baseline: bool = True  # after training, a linear probe / nearest-neighbour baseline on the same features
 
 
 @dataclass

@@ -10,22 +10,50 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from torch import nn
 
+from ..baselines import format_baseline, run_baseline
 from ..config import Config
+from ..features import feature_stats
 from ..tasks import Task
+
+log = logging.getLogger("seqvision.train")
 
 __all__ = ["prepare_model", "baseline_metrics"]
 
 
 def prepare_model(model: nn.Module, data: Any, cfg: Config, *, progress: bool = False) -> None:
     """Set data-dependent model state before training (``data`` is the run's
-    :class:`~seqvision.train._data.TrainData`). Runs on every rank with the same data, so ranks agree."""
+    :class:`~seqvision.train._data.TrainData`). Runs on every rank with the same data, so ranks agree.
+
+    ``model.standardize`` (cached features only): the per-dimension mean / std of the training split's frames
+    go into the sequence encoder's buffers (:meth:`SequenceEncoder.set_feature_stats`), so every later use of
+    the model (eval, CLI, inspect, streaming) standardises its input the same way."""
+    encoder = getattr(model, "encoder", None)
+    if not cfg.model.standardize or cfg.train.input != "features" or not hasattr(encoder, "set_feature_stats"):
+        return
+    mean, std = feature_stats(data.train, progress=progress)
+    encoder.set_feature_stats(mean, std)
+    log.info("input standardisation from %d training clips: feature mean |m| median %.3g, std median %.3g",
+             len(data.train), float(mean.abs().median()), float(std.median()))
 
 
 def baseline_metrics(data: Any, task: Task, cfg: Config, *, progress: bool = False) -> dict[str, Any]:
     """A baseline's validation metrics on the run's data, keyed like the history rows (e.g.
-    ``{"baseline_val_accuracy": 0.94}``); ``{}`` when there is none."""
-    return {}
+    ``{"baseline_val_accuracy": 0.94}``); ``{}`` when there is none.
+
+    With ``train.baseline`` and cached features: :func:`seqvision.baselines.run_baseline` on ``data.train`` /
+    ``data.val``; ``baseline_val_<metric>`` is the best probe, ``baseline_val_<metric>_<probe>`` each probe."""
+    if not cfg.train.baseline or cfg.train.input != "features" or data.val is None:
+        return {}
+    num_classes = len(data.labels.frame_label_names if task.name == "frames" else data.labels.label_names) or None
+    result = run_baseline(task.name, data.train, data.val, num_classes=num_classes, seed=cfg.seed,
+                          progress=progress)
+    log.info("%s", format_baseline(result))
+    key = f"baseline_val_{result['metric']}"
+    out: dict[str, Any] = {key: result["score"], "baseline": result["best"]}
+    out.update({f"{key}_{name}": score for name, score in result["probes"].items()})
+    return out
