@@ -128,6 +128,20 @@ def test_streaming_a_file_equals_the_offline_model(ckpts, task):
     assert {"decode", "queue", "cnn", "rnn", "total"} <= set(results[0]["latency_ms"])
 
 
+def test_fps_keeps_frames_by_stream_time(ckpts):
+    """--fps 6 on a 12 fps video keeps every other frame (by presentation time), and the model then sees exactly
+    those frames: its outputs equal the offline model on the same subsequence."""
+    pred = OnlinePredictor.from_checkpoint(ckpts["frames"], top_k=0)
+    video = ckpts["videos"][0]
+    summary, results = run_stream(FrameSource(video), pred, fps=6.0)
+    feats = offline_features(pred, video)
+    kept = [r["frame"] for r in results]
+    assert kept == list(range(0, feats.shape[1], 2)) and summary.sampled == len(kept) < summary.decoded
+    want = pred.model.predict(feats[:, kept])["probs"][0]
+    got = torch.tensor([[r["probs"][n] for n in pred.names] for r in results])
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
 def test_step_accepts_arrays_and_reset_starts_a_new_clip(ckpts):
     pred = OnlinePredictor.from_checkpoint(ckpts["classify"], top_k=0)
     with VideoReader(ckpts["videos"][1], size=32, dimension_order="NHWC") as vr:
