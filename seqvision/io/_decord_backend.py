@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from seqvision.errors import VideoDecodeError
-from seqvision.io._pyav_backend import FrameIndex
+from seqvision.io._pyav_backend import _REFORMAT_KWARGS, FrameIndex
 
 __all__ = ["DecordDecoder", "decord_available"]
 
@@ -145,7 +145,8 @@ class DecordDecoder:
         height, width = self._resize_here
         for j in range(batch.shape[0]):
             frame = av.VideoFrame.from_ndarray(batch[j], format="rgb24")
-            out[j] = self._reformatter.reformat(frame, width=width, height=height, format="rgb24", threads=1).to_ndarray()
+            out[j] = self._reformatter.reformat(frame, width=width, height=height, format="rgb24",
+                                                **_REFORMAT_KWARGS).to_ndarray()
 
     def close(self) -> None:
         self._vr = None

@@ -154,8 +154,11 @@ AV_DISPOSITION_ATTACHED_PIC = 0x400
 
 
 def _disposition(stream) -> int:
+    """``AVStream.disposition`` bits: PyAV >= 14.1 exposes them (an ``enum.Flag`` before 15, an ``IntFlag`` after)."""
+    value = getattr(stream, "disposition", 0)
+    value = getattr(value, "value", value)
     try:
-        return int(getattr(stream, "disposition", 0) or 0)
+        return int(value or 0)
     except (TypeError, ValueError):
         return 0
 
@@ -473,6 +476,7 @@ def build_index(path: str, container, stream, *, autorotate: bool = True, reopen
     dropped = discarded = 0
     demux_error = None
     demuxed = not decode_mode
+    file_size = os.path.getsize(path)
     if demuxed:
         first_is_key = None
         try:
@@ -485,8 +489,10 @@ def build_index(path: str, container, stream, *, autorotate: bool = True, reopen
                         packed = True
                 if check_packed and packet.size <= NVOP_MAX_BYTES:
                     packed = True  # a not-coded VOP placeholder: the decoder outputs no frame for it
-                if packet.is_corrupt:
-                    dropped += 1  # e.g. the last packet of a cut-off file
+                pos = packet.pos
+                if packet.is_corrupt or (pos is not None and pos >= 0 and pos + packet.size > file_size):
+                    # e.g. the last packet of a cut-off file (FFmpeg < 8 does not flag one that ends past EOF)
+                    dropped += 1
                     continue
                 if getattr(packet, "is_discard", False):
                     discarded += 1  # hidden by an edit list: the decoder drops its frame
@@ -749,6 +755,10 @@ class PyAVDecoder:
             return
         try:
             for packet in self._container.demux(stream):
+                if packet.is_corrupt and self._index.dropped_packets:
+                    # left out of the index (a cut-off packet); feeding it only makes the decoder error out, and
+                    # FFmpeg 7's frame threads then lose the frame before it
+                    continue
                 # A non-reference frame nobody asked for is never needed: let the decoder drop it. Only before
                 # the last wanted frame of this call, so that a later call can continue from where this one ends.
                 skip = (pos_of is not None and packet.pts is not None and packet.pts not in self._want_pts
