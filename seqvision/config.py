@@ -69,6 +69,8 @@ class DataConfig:
     crop: int = 0  # centre crop (random crop for training) after resize; 0 = none
     flip: bool = False  # random horizontal flip in training
     backend: Literal["pyav", "decord"] = "pyav"  # video decoding backend
+    stream: int = -1  # video stream to decode, by container index (-1 = the one the ffmpeg CLI picks)
+    autorotate: bool = True  # apply the display matrix (phone videos) as ffmpeg does; false = coded orientation
     num_workers: int = 2  # DataLoader workers for decoding
     on_error: Literal["skip", "raise"] = "skip"  # a bad video is skipped and reported, or raises
     cache_dir: str = ""  # feature cache ("" = <out>/features)

@@ -52,6 +52,8 @@ class VideoDataset(Dataset):
             :func:`seqvision.io.sample_indices` (``data.*`` keys of the same names).
         size, resize: decode-time resize (``size=0``: keep the video's size).
         backend: ``"pyav"`` or ``"decord"``.
+        stream, autorotate: passed to :class:`~seqvision.io.VideoReader` (``data.stream`` < 0 means ``None``:
+            the video stream the ffmpeg CLI picks; ``data.autorotate``: apply the display matrix).
         transform: called on the clip (a ``tv_tensors.Video``, uint8 ``(T, C, H, W)``), e.g.
             :func:`build_transform`.
         on_error: ``"skip"`` or ``"raise"``.
@@ -81,6 +83,8 @@ class VideoDataset(Dataset):
         on_error: Literal["skip", "raise"] = "skip",
         seed: int | None = 0,
         decode_threads: int = 0,
+        stream: int | None = None,
+        autorotate: bool = True,
     ):
         if on_error not in ("skip", "raise"):
             raise ConfigError("data.on_error", f"got {on_error!r}; allowed: 'skip', 'raise'")
@@ -104,6 +108,8 @@ class VideoDataset(Dataset):
         self.on_error = on_error
         self.seed = seed
         self.decode_threads = decode_threads
+        self.stream = stream  # VideoReader's stream= (None: the one the ffmpeg CLI picks)
+        self.autorotate = autorotate
         self.epoch = 0
         self._sample(100, 25.0, None)  # bad sampling options are a ConfigError now, not a skipped video later
 
@@ -117,7 +123,8 @@ class VideoDataset(Dataset):
                    fps=data_cfg.fps, max_frames=data_cfg.max_frames, short_policy=data_cfg.short_policy,
                    size=data_cfg.size, resize=data_cfg.resize, backend=data_cfg.backend,
                    transform=build_transform(data_cfg, train=train), on_error=data_cfg.on_error,
-                   seed=seed if train else None)
+                   seed=seed if train else None, stream=None if data_cfg.stream < 0 else data_cfg.stream,
+                   autorotate=data_cfg.autorotate)
 
     def set_epoch(self, epoch: int) -> None:
         """Use a new draw of the random choices (part of the seed with ``seed`` and the item index)."""
@@ -164,7 +171,7 @@ class VideoDataset(Dataset):
     def _load(self, record: VideoRecord, index: int) -> dict:
         sample_seed, transform_seed = self._seeds(index)
         with VideoReader(record.path, backend=self.backend, size=self.size, resize=self.resize,
-                         num_threads=self.decode_threads) as reader:
+                         num_threads=self.decode_threads, stream=self.stream, autorotate=self.autorotate) as reader:
             n = len(reader)
             video_fps = float(reader.fps)
             if n < 1:

@@ -38,6 +38,7 @@ from ..errors import CacheError
 __all__ = ["FeatureCache", "CacheEntry", "cache_settings", "default_cache_dir", "CACHE_VERSION"]
 
 CACHE_VERSION = 1
+FRAME_INDEX_VERSION = 2  # seqvision.io's frame numbering (see cache_settings)
 
 
 def default_cache_dir(cfg: Config) -> Path:
@@ -89,6 +90,13 @@ def cache_settings(cfg: Config, *, precision: str = "fp32", dtype: str = "float1
     }
     if resize_on != "decoder":  # absent for decoder resizing, so caches made before this setting keep their key
         settings["resize_on"] = resize_on
+    # the frame index follows the ffmpeg CLI since io index version 2 (AVI B-frames, edit lists, rotation, TS/PS,
+    # stream choice): features extracted with the old index may hold other frames
+    settings["frame_index"] = FRAME_INDEX_VERSION
+    if getattr(d, "stream", -1) != -1:
+        settings["stream"] = d.stream
+    if not getattr(d, "autorotate", True):
+        settings["autorotate"] = False
     return settings
 
 
