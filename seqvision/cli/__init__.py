@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     _stream.add_export_args(p)
     p.set_defaults(func=c.cmd_export)
 
-    p = sub.add_parser("bench", help="benchmarks: seq-len, decode, pipeline")
+    p = sub.add_parser("bench", help="benchmarks: seq-len, decode, pipeline, stream")
     p.add_argument("which", choices=["seq-len", "decode", "pipeline", "stream"])
     p.add_argument("args", nargs=argparse.REMAINDER, help="passed to the benchmark (try --help after the name)")
     p.set_defaults(func=c.cmd_bench)
