@@ -44,6 +44,7 @@ __all__ = [
     "read_index_code",
     "index_video_pts",
     "make_color_video",
+    "make_two_stream_video",
     "make_audio_file",
     "make_bad_files",
     "encoder_available",
@@ -192,6 +193,7 @@ def make_index_video(
     vfr: bool = False,
     faststart: bool = False,
     crf: int | None = None,
+    display_rotation: int | None = None,
 ) -> Path:
     """Encode a video whose frame ``i`` shows the code of ``i`` (read it back with :func:`read_index_code`).
 
@@ -208,6 +210,9 @@ def make_index_video(
         vfr: variable frame rate, frame gaps per :func:`index_video_pts`.
         faststart: for .mp4/.mov put the index (moov) before the data.
         crf: quality for h264/hevc/vp9 (lower = better); default a high quality.
+        display_rotation: write a display matrix rotating by this many degrees counter-clockwise (as
+            ``VideoFrame.rotation`` reads it back); needs PyAV's ``VideoStream.set_display_rotation`` (``ValueError``
+            without it).
     Returns:
         ``Path(path)``.
     """
@@ -221,6 +226,10 @@ def make_index_video(
     pts = index_video_pts(num_frames, fps=fps, vfr=vfr)
     with av.open(str(path), mode="w", options=options) as container:
         stream = _open_stream(container, codec, fps, width, height, pix_fmt, gop, bframes, crf, vfr)
+        if display_rotation is not None:
+            if not hasattr(stream, "set_display_rotation"):
+                raise ValueError(f"PyAV {av.__version__} cannot write a display matrix")
+            stream.set_display_rotation(display_rotation)
         for i in range(num_frames):
             frame = av.VideoFrame.from_ndarray(_draw_index_frame(i, height, width), format="rgb24")
             if vfr:
@@ -232,6 +241,27 @@ def make_index_video(
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+    return path
+
+
+def make_two_stream_video(path, *, num_frames: int = 30, preview_frames: int = 6) -> Path:
+    """A Matroska file with two video streams: a small 5 fps preview (32x48, stream 0) listed before the programme
+    (an index video, 64x96 at 25 fps, stream 1). Frame ``i`` of either stream shows the code of ``i``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        preview = _open_stream(container, "h264", 5, 48, 32, None, 5, 0, None, False)
+        main = _open_stream(container, "h264", 25, 96, 64, None, 24, 2, None, False)
+        frames = [(i / 5, preview, i, 32, 48) for i in range(preview_frames)]
+        frames += [(i / 25, main, i, 64, 96) for i in range(num_frames)]
+        for _, stream, i, height, width in sorted(frames, key=lambda f: (f[0], f[1] is main)):
+            frame = av.VideoFrame.from_ndarray(_draw_index_frame(i, height, width), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for stream in (preview, main):
+            for packet in stream.encode():
+                container.mux(packet)
     return path
 
 

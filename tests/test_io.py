@@ -274,3 +274,57 @@ def test_corrupt_packets_warn_and_name_the_bad_frame(bad_files, backend):
         assert _codes(vr.get_frames([47, 2])) == [47, 2]  # the next GOP decodes again after the error
         vr.close()
     assert any("rejected" in str(w.message) for w in caught)
+
+
+# -- issue #12: decoder-order index, stream choice, display rotation (the ffmpeg-CLI comparisons are in
+# tests/test_conformance.py; these need no CLI) ---------------------------------------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_h264_bframes_in_avi_follow_the_decoder(tmp_path, backend):
+    path = assets.make_index_video(tmp_path / "b.avi", num_frames=60, gop=12, bframes=3)
+    with _open(path, backend) as vr:
+        assert vr.backend == "pyav" and vr.index.mode == "decode" and len(vr) == 60
+        assert len(vr.index.key_positions) > 1  # seekable: frames are recognised by the decoder's labels
+        assert _codes(vr.get_frames([3, 1, 59, 30, 30, 0])) == [3, 1, 59, 30, 30, 0]
+        assert _codes(vr.get_frames(range(60))) == list(range(60))
+    for i in (1, 3, 37, 59):  # a fresh reader's first read seeks
+        with _open(path, backend) as vr:
+            assert _codes(vr.get_frames([i])) == [i]
+    with _open(path, backend) as vr:  # a uniform 16-frame clip (the issue: it raised)
+        clip = list(range(1, 60, 4))
+        assert _codes(vr.get_frames(clip)) == clip
+
+
+def test_stream_choice_and_stream_option(tmp_path):
+    path = assets.make_two_stream_video(tmp_path / "two.mkv", num_frames=30, preview_frames=6)
+    with VideoReader(path) as vr:  # the ffmpeg CLI's choice: the largest frame area, not the first stream
+        assert (len(vr), vr.width, vr.height, vr.metadata.stream) == (30, 96, 64, 1)
+        assert _codes(vr.get_frames([29, 7])) == [29, 7]
+    with VideoReader(path, stream=0) as vr:
+        assert (len(vr), vr.width, vr.height, vr.metadata.stream) == (6, 48, 32, 0)
+        assert abs(vr.fps - 5) < 1e-6
+    with pytest.raises(VideoDecodeError, match="stream=2"):
+        VideoReader(path, stream=2)
+    with pytest.raises(SeqVisionError, match="data.stream"):
+        VideoReader(path, stream=-1)
+
+
+@pytest.mark.parametrize("degrees", [90, 180, -90])
+def test_display_rotation_is_applied_like_ffmpeg(tmp_path, degrees):
+    try:
+        path = assets.make_index_video(tmp_path / f"r{degrees}.mp4", num_frames=12, gop=6,
+                                       display_rotation=degrees)
+    except ValueError as exc:
+        pytest.skip(str(exc))
+    with VideoReader(path, dimension_order="NHWC", autorotate=False) as coded, \
+            VideoReader(path, dimension_order="NHWC") as shown:
+        assert coded.metadata.rotation == shown.metadata.rotation == (-degrees) % 360  # clockwise, as ffmpeg
+        assert (coded.height, coded.width) == (64, 96)
+        want_hw = (96, 64) if degrees % 180 else (64, 96)
+        assert (shown.height, shown.width) == want_hw
+        a, b = coded.get_frames([0, 5, 11]).numpy(), shown.get_frames([0, 5, 11]).numpy()
+        assert _codes(torch.from_numpy(a)) == [0, 5, 11]
+        # a counter-clockwise display rotation of `degrees` is np.rot90 by degrees / 90 quarter turns
+        assert np.array_equal(b, np.rot90(a, k=(degrees // 90) % 4, axes=(1, 2)))
+        assert shown.get_frames([5]).shape == (1, *want_hw, 3)
+    with VideoReader(path, size=32, resize="short_side") as vr:  # resize applies to the displayed frame
+        assert vr.get_frames([1]).shape[2:] == ((48, 32) if degrees % 180 else (32, 48))
