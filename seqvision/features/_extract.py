@@ -20,7 +20,6 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,15 +182,6 @@ def _as_list(x):
     return [int(v) for v in x]
 
 
-def _lower_priority(_worker_id: int) -> None:
-    """CPU extraction: decode workers yield to the CNN's threads, so they fill idle cycles instead of stalling
-    the CNN's thread team (a descheduled thread holds up every barrier of a parallel layer)."""
-    try:
-        os.nice(5)
-    except OSError:
-        pass
-
-
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -253,8 +243,7 @@ def decode_loader(cfg: Config, records, device: torch.device, *, chunk: int, bat
     loader = DataLoader(dataset, batch_size=per_task, num_workers=workers, collate_fn=_collate_frames,
                         pin_memory=device.type == "cuda", persistent_workers=False,
                         prefetch_factor=max(2, math.ceil(2 * clips_per_forward / (per_task * workers)))
-                        if workers > 0 else None,
-                        worker_init_fn=_lower_priority if workers > 0 and device.type == "cpu" else None)
+                        if workers > 0 else None)
     return loader, clips_per_forward
 
 
