@@ -1,21 +1,21 @@
-"""Interrupted runs: ``seqvision train`` and ``seqvision extract`` killed with SIGKILL at seeded random points
-(during start-up, while a checkpoint / cache entry is being written, between epochs), then run again; and two
-extractions writing one cache at the same time.
+"""Interrupted runs: ``seqvision train`` and ``seqvision extract`` killed with SIGKILL at chosen points (mid-step,
+mid-write of a checkpoint / cache entry, between the two checkpoint saves, between epochs), then run again; and
+two extractions writing one cache at the same time.
 
 Each run is a real ``python -m seqvision`` subprocess on a tiny synthetic dataset (24 videos, 32 px; resnet18
-with random weights, LSTM hidden 16). After every kill, every ``.pt`` in the run directory must load and every
-cache entry must verify; the finished runs must equal uninterrupted ones exactly.
+with random weights, LSTM hidden 16). The process kills itself (SIGKILL, no cleanup) at a point named by the
+test-only switch ``SEQVISION_FAULT`` (``seqvision._faults``), so every kill lands exactly where the test says,
+however busy the machine is: nothing here races a clock. After every kill, every ``.pt`` in the run directory
+must load and every cache entry must verify; the finished runs must equal uninterrupted ones exactly.
 """
 
 from __future__ import annotations
 
 import csv
 import os
-import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +48,12 @@ def _argv(command: str, sets: list[str], *extra: str) -> list[str]:
     return args + list(extra)
 
 
-def _env() -> dict:
-    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+def _env(fault: str | None = None) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.pop("SEQVISION_FAULT", None)
+    if fault:
+        env["SEQVISION_FAULT"] = fault
+    return env
 
 
 def _run(command: str, sets: list[str], *extra: str) -> subprocess.CompletedProcess:
@@ -64,25 +68,13 @@ def _start(command: str, sets: list[str], *extra: str, log: Path) -> subprocess.
     return subprocess.Popen(_argv(command, sets, *extra), stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=_env())
 
 
-def _kill_when(proc: subprocess.Popen, trigger, *, jitter: float = 0.0, timeout: float = RUN_TIMEOUT) -> bool:
-    """Poll ``trigger()`` every 5 ms; when it is true, wait ``jitter`` seconds and SIGKILL the process.
-    Returns False when the process ended by itself first."""
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None:
-        if trigger():
-            if jitter:
-                time.sleep(jitter)
-            if proc.poll() is not None:
-                return False
-            proc.send_signal(signal.SIGKILL)  # our own child, by pid
-            proc.wait()
-            return True
-        if time.monotonic() > deadline:
-            proc.kill()
-            proc.wait()
-            pytest.fail(f"{proc.args[3]} did not reach its kill point in {timeout} s")
-        time.sleep(0.005)
-    return False
+def _run_killed(command: str, sets: list[str], *extra: str, fault: str) -> None:
+    """Run until the process kills itself at ``fault`` (a ``SEQVISION_FAULT`` rule); it must die by SIGKILL."""
+    proc = subprocess.run(_argv(command, sets, *extra), capture_output=True, text=True, timeout=RUN_TIMEOUT,
+                          cwd=ROOT, env=_env(fault))
+    assert proc.returncode == -signal.SIGKILL, (
+        f"{command} with SEQVISION_FAULT={fault} exited {proc.returncode} instead of killing itself\n"
+        f"{proc.stderr[-4000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +105,24 @@ def _rows(run: Path) -> list[dict]:
         return [{k: v for k, v in r.items() if k != "time_s"} for r in csv.DictReader(f)]
 
 
-def test_train_killed_at_random_points_resumes_to_identical_weights(prepared, tmp_path):
+def _temp_files(run: Path) -> list[str]:
+    return sorted(p.name for p in run.glob(".*.tmp"))  # atomic_write's temporary files: ".last.pt.<random>.tmp"
+
+
+# (SEQVISION_FAULT rule, what the run directory holds after the kill: last.pt's epoch or None, best.pt present,
+# a temporary file left mid-write). Each run resumes from what the previous kill left.
+TRAIN_KILLS = [
+    ("kill:step=3", None, False, False),                 # inside epoch 1, before any checkpoint
+    ("kill:write=best.pt", None, False, True),           # mid-write of epoch 1's best.pt
+    ("kill:save=after_best", None, True, False),         # between epoch 1's best.pt and last.pt
+    ("kill:write=last.pt#2", 1, True, True),             # mid-write of epoch 2's last.pt
+    ("kill:epoch=3", 2, True, False),                    # epoch 3 trained and validated, not yet saved
+    ("kill:save=after_last", 3, True, False),            # right after epoch 3's last.pt
+]
+
+
+@pytest.mark.timeout(1800)  # eight training subprocesses (a hang guard, not a timed assertion)
+def test_train_killed_at_chosen_points_resumes_to_identical_weights(prepared, tmp_path):
     data, cache = prepared["data"], prepared["cache"]
     ref = tmp_path / "reference"
     _run("train", _sets(data, cache, ref))
@@ -122,42 +131,13 @@ def test_train_killed_at_random_points_resumes_to_identical_weights(prepared, tm
 
     run = tmp_path / "killed"
     sets = _sets(data, cache, run)
-    last = run / "last.pt"
-    rng = random.Random(0)
-
-    def mtime():
-        try:
-            return last.stat().st_mtime_ns
-        except FileNotFoundError:
-            return None
-
-    def temp_file_exists():
-        return any(run.glob(".*.pt.*.tmp"))  # save_checkpoint's temporary file: kill mid-write
-
-    # (trigger name, jitter): a random moment of start-up, mid-write of a checkpoint, and random moments after
-    # a new last.pt appears (inside the next epoch or its saves)
-    plan = [("startup", rng.uniform(0.5, 4.0)), ("temp_file", 0.0), ("new_last", rng.uniform(0.0, 0.6)),
-            ("new_last", rng.uniform(0.0, 0.6))]
-    kills = []
-    for i, (kind, jitter) in enumerate(plan):
-        before = mtime()
-        proc = _start("train", sets, *(["--resume"] if i else []), log=tmp_path / "train.log")
-        if kind == "startup":
-            t0 = time.monotonic()
-            killed = _kill_when(proc, lambda: time.monotonic() - t0 >= jitter)
-        elif kind == "temp_file":
-            killed = _kill_when(proc, temp_file_exists)
-        else:
-            killed = _kill_when(proc, lambda: mtime() is not None and mtime() != before, jitter=jitter)
-        if not killed:
-            assert proc.returncode == 0
-            break
+    for i, (fault, last_epoch, has_best, temp_left) in enumerate(TRAIN_KILLS):
+        _run_killed("train", sets, *(["--resume"] if i else []), fault=fault)
         found = _checkpoints_load(run)  # every .pt loads after every kill: never half-written
-        epoch = found["last.pt"]["epoch"] if "last.pt" in found else 0
-        kills.append((kind, round(jitter, 2), epoch))
+        assert (found["last.pt"]["epoch"] if "last.pt" in found else None) == last_epoch, fault
+        assert ("best.pt" in found) == has_best, (fault, sorted(found))
+        assert bool(_temp_files(run)) == temp_left, (fault, _temp_files(run))
         assert all(torch.load(p, weights_only=True) is not None for p in run.glob("*.pt"))
-    assert len(kills) >= 3, kills
-    assert any(e > 0 for *_, e in kills) and any(e < EPOCHS for *_, e in kills), kills
 
     _run("train", sets, "--resume")
     final = _checkpoints_load(run)
@@ -167,13 +147,11 @@ def test_train_killed_at_random_points_resumes_to_identical_weights(prepared, tm
         assert got["epoch"] == want["epoch"], name
         assert got["model_state"].keys() == want["model_state"].keys()
         for k, v in want["model_state"].items():
-            assert torch.equal(got["model_state"][k], v), f"{name}: {k} differs after kills {kills}"
+            assert torch.equal(got["model_state"][k], v), f"{name}: {k} differs after the kills"
         strip = [{k: v for k, v in r.items() if k != "time_s"} for r in want["metrics"]]
         assert [{k: v for k, v in r.items() if k != "time_s"} for r in got["metrics"]] == strip, name
     assert _rows(run) == _rows(ref)
-    # A save killed mid-write leaves its temporary file (".last.pt.<random>.tmp", never a *.pt name, so nothing
-    # mistakes it for a checkpoint). The trainer does not remove these on resume (reported to the lead).
-    assert all(p.name.startswith(".") and p.suffix == ".tmp" for p in run.iterdir() if ".pt." in p.name)
+    assert not _temp_files(run)  # a resumed run removes the temporary files that killed saves left
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -210,30 +188,19 @@ def _check_cache(prepared, cache_dir: Path, *, complete: bool) -> int:
     return done
 
 
-def test_extract_killed_at_random_points_resumes(prepared, tmp_path):
+def test_extract_killed_at_chosen_points_resumes(prepared, tmp_path):
     cache_dir = tmp_path / "cache"
     sets = _sets(prepared["data"], cache_dir, tmp_path / "run")
     cache, records = _cache_of(prepared, cache_dir)
-    rng = random.Random(1)
 
-    def entries():
-        return len(list(cache.entries_dir.glob("*.json"))) if cache.entries_dir.is_dir() else 0
+    _run_killed("extract", sets, fault="kill:extract=5")  # right after the 5th entry is complete
+    assert _check_cache(prepared, cache_dir, complete=False) == 5
+    _run_killed("extract", sets, fault="kill:write=*.npy#3")  # mid-write of the 3rd new array
+    assert _check_cache(prepared, cache_dir, complete=False) == 7
+    assert any(cache.entries_dir.glob(".*.npy.*.tmp"))  # the interrupted write left only its temporary file
 
-    def temp_file():
-        return cache.entries_dir.is_dir() and any(cache.entries_dir.glob(".*.tmp"))
-
-    done_after = []
-    for kind in ("temp_file", "entries"):
-        target = entries() + rng.randint(1, 6)
-        proc = _start("extract", sets, log=tmp_path / "extract.log")
-        trigger = temp_file if kind == "temp_file" else (lambda: entries() >= target)
-        if not _kill_when(proc, trigger, jitter=rng.uniform(0, 0.05)):
-            break
-        done_after.append(_check_cache(prepared, cache_dir, complete=False))
-    assert len(done_after) == 2 and done_after[-1] < len(records), done_after
     proc = _run("extract", sets)
-    d = done_after[-1]
-    assert f"{len(records) - d} extracted, {d} already cached, 0 failed" in proc.stdout, proc.stdout
+    assert f"{len(records) - 7} extracted, 7 already cached, 0 failed" in proc.stdout, proc.stdout
     _check_cache(prepared, cache_dir, complete=True)
 
 
