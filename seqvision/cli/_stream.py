@@ -35,8 +35,8 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
                    help="frames per window: clip models restart their running label, captioners write a caption "
                         "(default: never / 2 x data.num_frames)")
     p.add_argument("--micro-batch", type=int, default=1, help="frames per CNN call when frames queue up")
-    p.add_argument("--queue", type=int, default=8, help="decoded frames waiting at most; beyond that live "
-                                                        "sources drop the oldest")
+    p.add_argument("--queue", type=int, default=None, help="decoded frames waiting at most (default 2 for live "
+                                                           "sources, which drop the oldest beyond it; 8 for files)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many processed frames")
     p.add_argument("--follow", action="store_true", help="the file is still being written: wait for more data")
     p.add_argument("--idle-timeout", type=float, default=5.0, help="--follow: end after this many seconds "

@@ -16,6 +16,8 @@ from ..config import Config
 from ..data import build_transform
 from ..errors import SeqVisionError
 from ..io import sample_indices
+from ..runtime import select_device
+from ..train import load_model
 
 __all__ = ["OnlinePredictor", "NotStreamableError", "FramePreparer", "frame_size", "check_streamable"]
 
@@ -119,7 +121,7 @@ class OnlinePredictor:
         NotStreamableError: the model needs the whole clip (a bidirectional encoder for classify / frames).
 
     Example:
-        >>> pred = OnlinePredictor.from_checkpoint("runs/synthetic_classify_causal/best.pt")
+        >>> pred = OnlinePredictor.from_checkpoint("runs/synthetic_classify/best.pt")
         >>> for frame in my_camera():              # (H, W, 3) uint8 RGB, any size
         ...     out = pred.step(frame)
         ...     print(out["index"], out["label"], out["probs"])
@@ -151,9 +153,6 @@ class OnlinePredictor:
             CheckpointError: the file is missing or not a seqvision checkpoint.
             NotStreamableError: see the class.
         """
-        from ..runtime import select_device
-        from ..train import load_model
-
         loaded = load_model(path, device=str(select_device(device)), with_encoder=True)
         return cls(loaded, source=str(path), **options)
 
@@ -183,7 +182,8 @@ class OnlinePredictor:
         """A micro-batch: the CNN runs once on all ``frames``, the sequence model steps through them in order.
 
         Returns one dict per frame: ``index`` (frames since :meth:`reset`), ``time`` (the given stream time, s),
-        ``latency_ms`` (``cnn``: this frame's share of the batch, ``rnn``), and by task ``label`` + ``probs``
+        ``latency_ms`` (``cnn``: resize + CNN, this frame's share of the batch; ``rnn``: the
+        sequence model's step and the output), and by task ``label`` + ``probs``
         (``{name: probability}``, top-k) for frames / classify (classify adds ``window``), ``caption`` (str or
         None) + ``window`` ``[start, end]`` seconds for caption.
         """

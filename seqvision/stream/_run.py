@@ -69,7 +69,7 @@ def _stats(values: list[float]) -> dict:
 
 
 def run_stream(source: FrameSource, predictor: OnlinePredictor, *, fps: float | None = None, micro_batch: int = 1,
-               queue_size: int = 8, max_frames: int | None = None, drop: bool | None = None,
+               queue_size: int | None = None, max_frames: int | None = None, drop: bool | None = None,
                on_result: Callable[[dict], None] | None = None, keep_results: bool = True) -> tuple[StreamSummary, list[dict]]:
     """Run ``predictor`` over ``source`` until the end, ``max_frames`` processed frames, or Ctrl-C.
 
@@ -79,7 +79,8 @@ def run_stream(source: FrameSource, predictor: OnlinePredictor, *, fps: float | 
         fps: keep frames at this rate (by stream time: a frame is kept when at least ``1/fps`` s passed since
             the last kept one); None keeps every frame.
         micro_batch: encode up to this many queued frames in one CNN call (1 = lowest latency).
-        queue_size: decoded frames waiting for the model at most.
+        queue_size: decoded frames waiting for the model at most (default: 2 when dropping, so a live result is
+            at most ~2 frames behind; 8 for files).
         drop: when the queue is full, drop its oldest frame instead of waiting (counted in ``dropped``).
             Default: True for live sources (URL, device), False for files (every frame is processed).
         on_result: called with each per-frame result as soon as it exists (e.g. to print JSON lines).
@@ -91,9 +92,10 @@ def run_stream(source: FrameSource, predictor: OnlinePredictor, *, fps: float | 
 
     Ctrl-C (SIGINT) ends the run cleanly: the summary says ``"interrupted"``.
     """
+    drop = source.live if drop is None else drop
+    queue_size = queue_size or (max(2, micro_batch) if drop else 8)
     if micro_batch < 1 or queue_size < 1:
         raise ValueError(f"micro_batch and queue_size must be >= 1, got {micro_batch}, {queue_size}")
-    drop = source.live if drop is None else drop
     q: queue.Queue = queue.Queue(maxsize=queue_size)
     summary = StreamSummary(source=source.source)
     counts = {"decoded": 0, "sampled": 0, "dropped": 0}
