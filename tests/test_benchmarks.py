@@ -50,8 +50,11 @@ def test_gpu_check_cpu_dry_run(tmp_path):
     proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--cpu-dry-run"], env=env,
                           capture_output=True, text=True, timeout=600)
     summary = (tmp_path / "gpu_check" / "summary.txt").read_text()
-    status = {line.split()[0]: line.split()[1] for line in summary.splitlines()
-              if line.split()[:1] and line.split()[0] in ("env", "tests", "pipeline", "seq-len")}
+    status = {}
+    for line in summary.splitlines():  # the step table comes first; later lines may start with a step's name
+        words = line.split()
+        if words[:1] and words[0] in ("env", "tests", "pipeline", "seq-len"):
+            status.setdefault(words[0], words[1])
     assert status == {"env": "ok", "tests": "ok", "pipeline": "ok", "seq-len": "ok"}, proc.stdout[-3000:]
     assert "long-range accuracy" in summary
 
