@@ -58,6 +58,7 @@ _REFORMAT_KWARGS = {"threads": 1} if PYAV_VERSION >= (17,) else {}
 # Containers that store a presentation timestamp per frame, so the demuxer's packet pts are the presentation
 # order without decoding. Everything else is indexed by decoding unless its codec never reorders frames.
 PTS_FORMATS = ("mov", "mp4", "matroska", "webm", "ivf")
+SCAN_OPTIONS = {"skip_idct": "all", "skip_loop_filter": "all"}  # decoder options of the decode-mode scan
 PARSER_EXACT_CODECS = ("mpeg4", "mpeg1video", "mpeg2video")
 PACKED_MARKER = re.compile(rb"DivX\d+(?:b|Build)\d+p")  # user data of a packed MPEG-4 bitstream
 NVOP_MAX_BYTES = 8
@@ -504,14 +505,17 @@ def build_index(path: str, container, stream, *, autorotate: bool = True, reopen
                         or len(set(e[0] for e in entries)) != len(entries)):
             decode_mode = True  # leading non-keyframes, missing or repeated pts: only decoding can tell
     if decode_mode:
-        if demuxed:  # this container's decoder state and position are used up: scan a fresh one
-            scan_container, scan_stream = reopen()
-            try:
-                scan = _scan(scan_container, scan_stream)
-            finally:
+        # Scan a fresh container whose decoder skips the inverse transform and the loop filter: the frames come
+        # out garbled but in the same number, order, labels and key flags (those come from parsing, not from the
+        # pixels), about twice as fast for MPEG-4 part 2. The reader's own container keeps an untouched decoder.
+        scan_container, scan_stream = reopen() if reopen is not None else (container, stream)
+        try:
+            if scan_container is not container:
+                scan_stream.codec_context.options = dict(SCAN_OPTIONS)
+            scan = _scan(scan_container, scan_stream)
+        finally:
+            if scan_container is not container:
                 scan_container.close()
-        else:
-            scan = _scan(container, stream)
         return _decode_index(path, container, stream, scan, tb, autorotate, header, estimate, num_video)
 
     if not entries:
