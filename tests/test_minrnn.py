@@ -209,3 +209,15 @@ def test_captioner_with_min_cells_encoder_and_decoder(cell):
     assert loss.item() < 0.3 * first
     pred = model.predict(x, lengths, beam_size=2)
     assert len(pred["texts"]) == 3
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_scan_stays_float32_under_bf16_autocast(cell):
+    """Under autocast the projection runs in bf16 but the scan in float32 (logcumsumexp in bf16 loses the state)."""
+    torch.manual_seed(0)
+    rnn = MinRNN(cell, D, H)
+    x = _x(T=64, dtype=torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, h_n = rnn(x)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    torch.testing.assert_close(out, rnn(x)[0], atol=0.05, rtol=0.05)  # bf16 projection error only
