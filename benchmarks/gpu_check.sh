@@ -17,7 +17,7 @@
 #                minGRU/minLSTM (parallel scan), Transformer (SDPA); and the long-range accuracy task.
 # Then one summary table (also in $OUT/gpu_check/summary.txt).
 #
-# Environment: PYTHON (default python3), budgets in seconds: BUDGET_TESTS (120), BUDGET_PIPELINE (70),
+# Environment: PYTHON (default python3), budgets in seconds: BUDGET_TESTS (90), BUDGET_PIPELINE (90),
 # BUDGET_SEQLEN (100).
 set -u -o pipefail
 
@@ -92,9 +92,9 @@ else
   DEVICE=cuda
   TEST_FILES=(tests/test_minrnn.py tests/test_models.py tests/test_captioner.py tests/test_train.py
               tests/test_features.py tests/test_cli.py tests/test_distributed.py tests/test_inspect.py)
-  PIPE_ARGS=(--device cuda --videos 24 --size 224 --frames 16 --models resnet18 resnet50 --workers 0 8 --rounds 1)
+  PIPE_ARGS=(--device cuda --videos 16 --size 224 --frames 16 --models resnet18 resnet50 --workers 0 8 --rounds 1)
   SEQ_ARGS=(--device cuda --batch 32 --width 512 --hidden 512 --max-t 16384 --layers 1 --directions uni --reps 3
-            --max-seconds 2 --acc-max-t 512 --acc-steps 150)
+            --max-seconds 2 --acc-max-t 256 --acc-steps 120)
 fi
 [ $FULL_TESTS -eq 1 ] && TEST_FILES=(tests)
 
@@ -120,10 +120,10 @@ EOF
 TEST_OPTS=(-q -x -m "not slow" -p no:cacheprovider)
 # pyproject's addopts ask for pytest-timeout's --timeout; without the plugin, drop them rather than fail
 "$PYTHON" -c "import pytest_timeout" 2> /dev/null || TEST_OPTS+=(-o "addopts=-ra")
-step tests "${BUDGET_TESTS:-120}" "$PYTHON" -m pytest "${TEST_OPTS[@]}" "${TEST_FILES[@]}"
+step tests "${BUDGET_TESTS:-90}" "$PYTHON" -m pytest "${TEST_OPTS[@]}" "${TEST_FILES[@]}"
 
 # ---- 4. extraction benchmark ------------------------------------------------------------------------------------
-step pipeline "${BUDGET_PIPELINE:-70}" "$PYTHON" -m seqvision bench pipeline "${PIPE_ARGS[@]}" --out "$LOG/pipeline"
+step pipeline "${BUDGET_PIPELINE:-90}" "$PYTHON" -m seqvision bench pipeline "${PIPE_ARGS[@]}" --out "$LOG/pipeline"
 
 # ---- 5. sequence-length benchmark -------------------------------------------------------------------------------
 step seq-len "${BUDGET_SEQLEN:-100}" "$PYTHON" -m seqvision bench seq-len "${SEQ_ARGS[@]}" \
