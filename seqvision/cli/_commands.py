@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from ..config import check_paths, load_config
+from ..data.realdata import make_realdata
 from ..errors import ConfigError, SeqVisionError
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
@@ -30,6 +31,18 @@ def _config(args):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+
+
+def cmd_realdata(args) -> int:
+    summary = make_realdata(args.out, sources=args.source, clip_frames=args.clip_frames, size=args.size,
+                            clips_per_split=tuple(args.clips_per_split))
+    clips = summary["clips"]
+    print(f"wrote {sum(clips.values())} clips to {args.out} ({', '.join(f'{k}: {v}' for k, v in clips.items())}), "
+          "split by time within each source")
+    for name, path in summary["sources"].items():
+        print(f"  {name}: {path} (cuts at frames {summary['cuts'][name] or 'none'})")
+    print(f"manifest: {Path(args.out) / 'manifest.jsonl'}")
+    return 0
 
 
 def cmd_synth(args) -> int:
@@ -310,5 +323,5 @@ def cmd_demo(args) -> int:
     return 0 if report.get("ok", True) else 1
 
 
-__all__ = ["cmd_synth", "cmd_extract", "cmd_train", "cmd_eval", "cmd_predict", "cmd_inspect", "cmd_stream", "cmd_export", "cmd_bench",
+__all__ = ["cmd_realdata", "cmd_synth", "cmd_extract", "cmd_train", "cmd_eval", "cmd_predict", "cmd_inspect", "cmd_stream", "cmd_export", "cmd_bench",
            "cmd_info", "cmd_demo", "collect_videos", "SeqVisionError"]
