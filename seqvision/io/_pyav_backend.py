@@ -303,6 +303,21 @@ def _display_matrix(frame) -> list[int] | None:
     return None
 
 
+_UNKNOWN = object()
+
+
+def _coded_display_matrix(cc):
+    """The stream's display matrix from ``CodecContext.coded_side_data`` (PyAV >= 19): a list of 9 ints, ``None``
+    when the stream has none, or ``_UNKNOWN`` when this PyAV cannot tell without decoding a frame."""
+    side = getattr(cc, "coded_side_data", None)
+    if not isinstance(side, dict):
+        return _UNKNOWN
+    for key, raw in side.items():
+        if str(key).lower().replace(" ", "_") in ("display_matrix", "displaymatrix") and len(raw) >= 36:
+            return [int(v) for v in np.frombuffer(bytes(raw)[:36], dtype=np.int32)]
+    return None
+
+
 # -- decoding from the start (decode mode, the frame-size probe) -----------------------------------------------
 def _is_flush(packet) -> bool:
     return packet.size == 0 and packet.pts is None and packet.dts is None
@@ -551,8 +566,10 @@ def build_index(path: str, container, stream, *, autorotate: bool = True, reopen
     # the reader's own first decode (PyAVDecoder.prime: no extra seek or decode); only a damaged header is
     # probed here.
     first = _first_frame(container, stream) if size_from_decoding else None
+    coded_side = _coded_display_matrix(cc)  # PyAV >= 19 reads it without decoding
+    pending = not size_from_decoding and coded_side is _UNKNOWN
     if not size_from_decoding:
-        matrix = None
+        matrix = None if coded_side is _UNKNOWN else coded_side
     elif first is not None:
         if size_from_decoding:
             coded_w, coded_h = int(first.width), int(first.height)
@@ -572,7 +589,7 @@ def build_index(path: str, container, stream, *, autorotate: bool = True, reopen
                       size_from_decoding=size_from_decoding, mode="pts", stream_index=stream.index,
                       num_video_streams=num_video, coded_width=coded_w, coded_height=coded_h, rotation=rotation,
                       transform=transform, discarded_packets=discarded,
-                      orientation_pending=not size_from_decoding, autorotate=autorotate)
+                      orientation_pending=pending, autorotate=autorotate)
 
 
 def finish_orientation(index: FrameIndex, frame) -> None:
