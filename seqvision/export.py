@@ -7,6 +7,9 @@ Written to ``DIR``:
 * classify / frames: ``sequence_model.{onnx,pt}``: ``features (B, T, D)`` -> ``logits`` ``(B, K)`` (classify)
   or ``(B, T, K)`` (frames). Every clip of a batch has ``T`` real frames (run clips of other lengths separately:
   ``T`` is dynamic).
+* classify / frames with a unidirectional encoder: ``sequence_step.{onnx,pt}``: the online form, ``x (B, D)``
+  and the state tensors ``state_0..n`` -> ``logits (B, K)`` and ``next_0..n`` (feed back); ``export.json``
+  ("step_state") gives each state tensor's shape and initial value (zeros, or -inf for a running max).
 * caption: ``caption_encoder.{onnx,pt}``: ``features (B, T, D)`` -> ``memory (B, T, M)``, ``keys (B, T, A)``
   (attention decoder; zeros of width 1 for S2VT), ``h0 (1, B, Hd)``, ``c0 (1, B, Hd)`` (zeros for GRU/RNN
   decoders); ``caption_decoder_step.{onnx,pt}``: ``words`` int64 ``(N,)``, ``h``, ``c``, ``memory``, ``keys``
@@ -29,12 +32,14 @@ from pathlib import Path
 import torch
 from einops import rearrange
 from torch import nn
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from .errors import SeqVisionError
+from .models import AttentionPool, LastPool, MaxPool, MeanPool
 from .train import load_model
 
-__all__ = ["export_checkpoint", "ExportError", "FrameEncoderExport", "SequenceModelExport", "CaptionEncoderExport",
-           "CaptionDecoderStepExport"]
+__all__ = ["export_checkpoint", "ExportError", "FrameEncoderExport", "SequenceModelExport", "SequenceStepExport",
+           "initial_state", "CaptionEncoderExport", "CaptionDecoderStepExport"]
 
 FORMATS = ("onnx", "torchscript")
 
@@ -71,6 +76,53 @@ class SequenceModelExport(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.model(features).logits
+
+
+def initial_state(model, batch: int = 1):
+    """The state a unidirectional classify / frames model starts a stream from, as tensors only (so it can be an
+    exported graph's input): zeros for every RNN stack (``(h, c)`` for LSTMs), and for the pooling head: none
+    (last), running sum and count zero (mean), -inf (max), and for attention the running max score -inf, the
+    normaliser and the weighted sum zero. Stepping from it equals stepping from ``None``."""
+    enc = model.encoder
+    if enc.bidirectional:
+        raise ExportError("a bidirectional encoder has no step form (it needs every later frame); export a "
+                          "unidirectional model for streaming")
+    stacks = []
+    for stack in enc.stacks:
+        rnn = stack.rnn
+        zeros = torch.zeros(rnn.num_layers, batch, rnn.hidden_size)
+        stacks.append((zeros, zeros.clone()) if getattr(rnn, "mode", None) == "LSTM" else zeros)
+    enc_state = tuple(stacks)
+    if model.task == "frames":
+        return enc_state
+    H = enc.out_dim
+    pool = model.pool
+    if isinstance(pool, LastPool):
+        pool_state = None
+    elif isinstance(pool, MeanPool):
+        pool_state = (torch.zeros(batch, H), torch.zeros(batch, 1))
+    elif isinstance(pool, MaxPool):
+        pool_state = torch.full((batch, H), float("-inf"))
+    elif isinstance(pool, AttentionPool):
+        pool_state = (torch.full((batch,), float("-inf")), torch.zeros(batch), torch.zeros(batch, H))
+    else:
+        raise ExportError(f"no step form known for the pooling head {type(pool).__name__}")
+    return enc_state, pool_state
+
+
+class SequenceStepExport(nn.Module):
+    """One online step: ``x (B, D)`` and the state as flat tensors ``state_0..state_n`` -> ``logits (B, K)`` and
+    the next state ``next_0..next_n`` (feed them back). Start from :func:`initial_state` (``export.json`` lists
+    each tensor's shape and initial value)."""
+
+    def __init__(self, model, spec):
+        super().__init__()
+        self.model = model
+        self.spec = spec
+
+    def forward(self, x: torch.Tensor, *state: torch.Tensor):
+        logits, new = self.model.step(x, tree_unflatten(list(state), self.spec))
+        return (logits, *tree_flatten(new)[0])
 
 
 class CaptionEncoderExport(nn.Module):
@@ -176,6 +228,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
     parts.append(("frame_encoder", enc, {"frames": frames}, {"frames": frames_check}, ["features"],
                   {"frames": {0: "B", 1: "T"}, "features": {0: "B", 1: "T"}}))
     feats, feats_check = torch.randn(2, 3, D, generator=gen), torch.randn(3, 7, D, generator=gen)
+    report_state = None  # the step model's state tensors (classify / frames, unidirectional)
     if model.task == "caption":
         cenc = CaptionEncoderExport(model).eval()
         parts.append(("caption_encoder", cenc, {"features": feats}, {"features": feats_check},
@@ -201,12 +254,32 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
         logits_axes = {0: "B"} if model.task == "classify" else {0: "B", 1: "T"}
         parts.append(("sequence_model", seq, {"features": feats}, {"features": feats_check}, ["logits"],
                       {"features": {0: "B", 1: "T"}, "logits": logits_axes}))
+        if not model.encoder.bidirectional:  # the online form: one frame in, the state carried
+            leaves, spec = tree_flatten(initial_state(model, 2))
+            with torch.no_grad():  # a state some frames into a stream, so the check covers real values
+                st = initial_state(model, 3)
+                for t in range(4):
+                    _, st = model.step(torch.randn(3, D, generator=gen), st)
+            names = [f"state_{i}" for i in range(len(leaves))]
+            step_axes = {"x": {0: "B"}, "logits": {0: "B"}}
+            for i, leaf in enumerate(leaves):
+                step_axes[f"state_{i}"] = step_axes[f"next_{i}"] = {leaf.dim() - 2 if leaf.dim() == 3 else 0: "B"}
+            parts.append(("sequence_step", SequenceStepExport(model, spec).eval(),
+                          {"x": torch.randn(2, D, generator=gen), **dict(zip(names, leaves))},
+                          {"x": torch.randn(3, D, generator=gen), **dict(zip(names, tree_flatten(st)[0]))},
+                          ["logits"] + [f"next_{i}" for i in range(len(leaves))], step_axes))
+            report_state = [{"name": n, "shape": [("B" if d == (leaf.dim() - 2 if leaf.dim() == 3 else 0) else
+                                                   int(leaf.shape[d])) for d in range(leaf.dim())],
+                             "initial": "-inf" if bool(torch.isinf(leaf).all()) and leaf.numel() else "zeros"}
+                            for n, leaf in zip(names, leaves)]
     report: dict = {"checkpoint": str(checkpoint), "task": model.task, "frame_size": [size, size],
                     "feature_dim": D, "labels": loaded.frame_label_names if model.task == "frames" else loaded.label_names,
                     "files": {}, "max_abs_diff": {}}
+    if report_state is not None:
+        report["step_state"] = report_state
     for name, module, args, check_args, outputs, axes in parts:
         with torch.no_grad():
-            want = module(**check_args)
+            want = module(*check_args.values())
         want = list(want) if isinstance(want, tuple) else [want]
         for fmt in formats:
             path = out / f"{name}.{'onnx' if fmt == 'onnx' else 'pt'}"

@@ -32,7 +32,8 @@ def ckpts(tmp_path_factory):
 @pytest.mark.parametrize("task", ["classify", "frames", "caption"])
 def test_exported_files_equal_pytorch(ckpts, tmp_path, task, fmt):
     report = export_checkpoint(ckpts[task], tmp_path, formats=[fmt])
-    names = {"classify": ["frame_encoder", "sequence_model"], "frames": ["frame_encoder", "sequence_model"],
+    names = {"classify": ["frame_encoder", "sequence_model", "sequence_step"],
+             "frames": ["frame_encoder", "sequence_model", "sequence_step"],
              "caption": ["frame_encoder", "caption_encoder", "caption_decoder_step"]}[task]
     assert sorted(report["max_abs_diff"]) == sorted(f"{n}.{fmt}" for n in names)
     assert all(d <= 1e-4 for d in report["max_abs_diff"].values()), report["max_abs_diff"]
@@ -56,6 +57,34 @@ def test_onnx_pipeline_on_a_real_video_matches_the_checkpoint(ckpts, tmp_path):
     logits = ort.InferenceSession(str(tmp_path / "sequence_model.onnx")).run(None, {"features": feats})[0]
     want = pred.model(offline_features(pred, video)).logits[0].detach()
     np.testing.assert_allclose(logits[0], want.numpy(), atol=1e-4, rtol=0)
+
+
+@needs_ort
+@pytest.mark.parametrize("task", ["classify", "frames"])
+def test_onnx_step_model_streams_like_the_offline_model(ckpts, tmp_path, task):
+    """sequence_step.onnx fed one frame's features at a time, its state fed back, from the initial state that
+    export.json describes, gives the offline model's outputs (frames: at t; classify: on frames 0..t)."""
+    import onnxruntime as ort
+
+    report = export_checkpoint(ckpts[task], tmp_path, formats=["onnx"], check=False)
+    sess = ort.InferenceSession(str(tmp_path / "sequence_step.onnx"))
+    pred = OnlinePredictor.from_checkpoint(ckpts[task])
+    feats = offline_features(pred, ckpts["videos"][1])  # (1, T, D)
+    T = feats.shape[1]
+    state = [np.full([1 if d == "B" else d for d in s["shape"]], -np.inf if s["initial"] == "-inf" else 0.0,
+                     dtype=np.float32) for s in report["step_state"]]
+    got = []
+    for t in range(T):
+        out = sess.run(None, {"x": feats[0, t:t + 1].numpy(), **{s["name"]: v for s, v in zip(report["step_state"],
+                                                                                               state)}})
+        got.append(out[0][0])
+        state = out[1:]
+    with torch.no_grad():
+        if task == "frames":
+            want = pred.model(feats).logits[0]
+        else:
+            want = torch.cat([pred.model(feats[:, :t + 1]).logits for t in range(T)])
+    np.testing.assert_allclose(np.stack(got), want.numpy(), atol=1e-4, rtol=0)
 
 
 def readme_example() -> str:
