@@ -24,6 +24,7 @@ Batch ``B`` / ``N`` and time ``T`` are dynamic axes. ONNX needs the optional ext
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import warnings
@@ -42,6 +43,9 @@ __all__ = ["export_checkpoint", "ExportError", "FrameEncoderExport", "SequenceMo
            "initial_state", "CaptionEncoderExport", "CaptionDecoderStepExport"]
 
 FORMATS = ("onnx", "torchscript")
+# The TorchScript-based ONNX exporter: it takes dynamic_axes and RNN modules as they are (torch >= 2.9 defaults to
+# the dynamo exporter, which needs onnxscript; torch < 2.5 has no `dynamo` argument).
+_LEGACY_EXPORTER = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
 
 
 class ExportError(SeqVisionError):
@@ -168,7 +172,7 @@ def _onnx_export(module, args, path: Path, input_names, output_names, dynamic_ax
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
-                          dynamic_axes=dynamic_axes, opset_version=18, dynamo=False)
+                          dynamic_axes=dynamic_axes, opset_version=18, **_LEGACY_EXPORTER)
 
 
 def _torchscript_export(module, args, path: Path) -> None:
