@@ -86,7 +86,8 @@ class FrameSource:
             "640x480", "framerate": "25"}`` for v4l2).
 
     Attributes (after iterating): ``reconnect_count``, ``end_reason`` (``"eof"``, ``"stopped"`` or
-    ``"source lost: ..."``), ``kind``, ``live`` (URL or device: frames keep arriving in real time).
+    ``"source lost: ..."``), ``kind``, ``live`` (URL or device: frames keep arriving in real time), ``stop``
+    (a ``threading.Event``: set it from another thread to end the iteration; a source is iterated once).
 
     Raises:
         VideoDecodeError: a file cannot be opened or has no video stream (URLs and devices: after the
