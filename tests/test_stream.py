@@ -77,7 +77,7 @@ def udp_sender(url: str, *, bursts: list[int], pause: float, fps: int = 25, size
 # exactness
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "mingru", "minlstm"])
 @pytest.mark.parametrize("head", ["last", "mean", "max", "attention"])
 def test_step_equals_forward_for_every_cell_and_head(cell, head):
     """The models' online form: step t of a 3-layer encoder (with input norm and projection) and of each pooling
