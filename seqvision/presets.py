@@ -1,7 +1,8 @@
 """Named model presets: plain config data beside the config (timm-style registry, but only data).
 
 A preset is a name for a set of ``model:`` section values. ``config.py`` applies it under the user's own keys when
-a config names ``model.preset``; ``seqvision.models`` only ever sees the resolved :class:`~seqvision.config.ModelConfig`.
+a config names ``model.preset``; ``seqvision.models`` only ever sees the resolved
+:class:`~seqvision.config.ModelConfig`.
 This module imports nothing of seqvision but :mod:`seqvision.errors`, so neither ``config`` nor ``models`` has to
 import the other for presets (no import cycle).
 

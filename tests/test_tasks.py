@@ -185,8 +185,6 @@ def test_a_new_task_trains_with_the_unchanged_trainer(tmp_path):
     cfg = make_cfg(tmp_path, epochs=6, lr=0.02)
     cfg.model.task = "regress_id"  # config.Task lists the shipped tasks; a registered one is built the same way
     cfg.model.hidden = 16
-    if hasattr(cfg.train, "baseline"):
-        cfg.train.baseline = False  # the linear-probe baselines cover the shipped tasks only
     torch.manual_seed(0)
     result = Trainer(cfg, train_data=FeatureSeqs(48, seed=1), val_data=FeatureSeqs(24, seed=2),
                      collate_fn=collate).fit()

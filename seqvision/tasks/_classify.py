@@ -82,7 +82,8 @@ class ClassifyTask(Task):
     def check_index(self, index) -> str | None:
         names = self.labels.label_names
         if names and list(index.label_names) != names:
-            return f"the checkpoint's classes differ from the dataset's ({len(names)} vs {len(index.label_names)} names)"
+            return (f"the checkpoint's classes differ from the dataset's ({len(names)} vs {len(index.label_names)} "
+                    "names)")
         return None
 
     def metrics(self, *, full: bool = False, meteor: bool = False) -> ClassificationAccumulator:

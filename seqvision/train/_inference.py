@@ -101,7 +101,8 @@ def encoder_from_checkpoint(ckpt: Checkpoint, cfg: Config, *, path: str | os.Pat
     return encoder
 
 
-def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu", with_encoder: bool = True) -> LoadedModel:
+def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu",
+               with_encoder: bool = True) -> LoadedModel:
     """Load a checkpoint for inference: the model (eval mode), its frame encoder, its task (names, vocabulary).
 
     Args:

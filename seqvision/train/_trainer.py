@@ -438,7 +438,8 @@ class Trainer:
             encoder_state = {k: v.detach().cpu() for k, v in self.encoder.state_dict().items()}
         labels = self.task.labels
         return Checkpoint(
-            config=config_to_dict(self.cfg), model_state={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            config=config_to_dict(self.cfg),
+            model_state={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             input_dim=int(self.data.input_dim), task=self.task.name, label_names=list(labels.label_names),
             frame_label_names=list(labels.frame_label_names),
             vocab=labels.vocab.to_dict() if labels.vocab is not None else None, encoder_state=encoder_state,
