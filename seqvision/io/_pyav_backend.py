@@ -702,6 +702,7 @@ class PyAVDecoder:
         self._start_pos = 0  # position of the keyframe the live generator started from
         self._reformatter = VideoReformatter()
         self._gen = None  # live (position, frame) generator after the last seek
+        self._peeked_key = None  # the live generator comes straight from peek()'s seek to this keyframe
         self._last = -1  # presentation position of the last frame the generator produced
         self._want_pts: set[int] = set()
         self._skip_below = 0
@@ -717,6 +718,7 @@ class PyAVDecoder:
 
     def _seek(self, key_number: int) -> None:
         index = self._index
+        self._peeked_key = None
         self._start_pos = index.key_positions[key_number] if not self._sequential else 0
         if index.mode == "decode" and (self._sequential or key_number == 0):
             # Decode mode counts the decoder's output from the very start, so it needs the state the index was
@@ -806,20 +808,27 @@ class PyAVDecoder:
             if skipping:
                 cc.skip_frame = "DEFAULT"
 
-    def prime(self):
-        """Start decoding at the beginning and return the first frame (or None), keeping it for the next read:
-        the display matrix comes from it at no extra cost, as the first read usually starts in the first GOP."""
-        counters = (self.frames_decoded, self.seeks)  # the open's cost, not a read's
-        self._seek(0)
+    def peek(self, position: int):
+        """Seek to the keyframe a read of ``position`` starts from and return its first frame (or None), keeping
+        it for that read: the display matrix (on every frame) is then known at no extra decoding cost."""
+        key = max(0, self._key_number(position))
+        self._seek(key)
         try:
             pos, frame = next(self._gen)
         except (StopIteration, av.error.FFmpegError, OSError, ValueError, VideoDecodeError):
             self._gen = None
             return None
+        self._gen = itertools.chain([(pos, frame)], self._gen)
+        self._peeked_key = key
+        return frame
+
+    def prime(self):
+        """:meth:`peek` at the start, not counted in ``frames_decoded``/``seeks`` (an open's cost, not a read's)."""
+        counters = (self.frames_decoded, self.seeks)
+        try:
+            return self.peek(0)
         finally:
             self.frames_decoded, self.seeks = counters
-        self._gen = itertools.chain([(pos, frame)], self._gen)
-        return frame
 
     def _on_error(self, where: str, exc: BaseException) -> None:
         if where == "decode":
@@ -860,9 +869,12 @@ class PyAVDecoder:
             key = self._key_number(target)
             behind = target <= self._last
             past_key = not self._sequential and index.key_positions[key] > self._last + 1
-            if self._gen is None or behind or past_key:
+            if self._peeked_key is not None and self._gen is not None and self._peeked_key == max(0, key - retreat):
+                clean = True  # peek() made the seek this read needs
+            elif self._gen is None or behind or past_key:
                 self._seek(max(0, key - retreat))
                 clean = True
+            self._peeked_key = None
             fresh = self._last < 0
             for pos, frame in self._gen:
                 self._last = pos

@@ -106,17 +106,17 @@ class VideoReader:
             self.close()
             raise
         index = self._index
+        self._size_request = (size, resize)
+        self._size = _output_size(size, resize, index.height, index.width)  # checks the options now
         if index.orientation_pending:
-            # the display matrix arrives with the first decoded frame: start the PyAV decoder now (it keeps the
-            # frame for the first read)
+            # PyAV < 19 gives the display matrix only on decoded frames: the first read's first frame tells it
+            # (or the first use of a size before that, or decord's check below, which decode one frame)
             self._decoder = PyAVDecoder(self.path, self._container, stream, index, reopen=reopen)
             self._container = None
-            try:
-                finish_orientation(index, self._decoder.prime())
-            except BaseException:
-                self.close()
-                raise
-        self._size = _output_size(size, resize, index.height, index.width)
+            if backend == "decord" or not (size is None or isinstance(size, (tuple, list)) or resize == "square"):
+                self._orient(self._decoder.prime())
+        else:
+            self._orient(None)
         if index.demux_error or index.dropped_packets:
             warnings.warn(f"{self.path}: the file is cut off or damaged; the index holds the "
                           f"{index.num_frames} frames that could be read"
@@ -154,11 +154,25 @@ class VideoReader:
                 self._container.close()
                 self._container = None
 
+    def _orient(self, frame) -> None:
+        """Finish the index's orientation (from ``frame``'s display matrix) and the output size that depends on it."""
+        finish_orientation(self._index, frame)
+        size, resize = self._size_request
+        self._size = _output_size(size, resize, self._index.height, self._index.width)
+
+    def _oriented(self) -> FrameIndex:
+        if self._index.orientation_pending:
+            if self._decoder is None or not hasattr(self._decoder, "prime"):
+                self._orient(None)
+            else:
+                self._orient(self._decoder.prime())
+        return self._index
+
     # -- metadata ----------------------------------------------------------------------------------------
     @property
     def metadata(self) -> VideoMetadata:
         """The video's :class:`VideoMetadata` (measured from its packets)."""
-        i = self._index
+        i = self._oriented()
         return VideoMetadata(path=self.path, num_frames=i.num_frames, fps=i.fps, duration=i.duration,
                              width=i.width, height=i.height, codec=i.codec, rotation=i.rotation,
                              stream=i.stream_index)
@@ -177,22 +191,23 @@ class VideoReader:
     @property
     def width(self) -> int:
         """Native frame width (before resize, after autorotation)."""
-        return self._index.width
+        return self._oriented().width
 
     @property
     def height(self) -> int:
         """Native frame height (before resize, after autorotation)."""
-        return self._index.height
+        return self._oriented().height
 
     @property
     def output_size(self) -> tuple[int, int]:
         """``(H, W)`` of the frames this reader returns."""
-        return self._size or (self._index.height, self._index.width)
+        index = self._oriented()
+        return self._size or (index.height, index.width)
 
     @property
     def index(self) -> FrameIndex:
         """The packet index (presentation-order pts and keyframes)."""
-        return self._index
+        return self._oriented()
 
     @property
     def stats(self) -> dict[str, int]:
@@ -244,6 +259,8 @@ class VideoReader:
         if self._decoder is None:
             raise VideoDecodeError(self.path, "the reader is closed")
         idx = self._check_indices(indices)
+        if self._index.orientation_pending and idx:
+            self._orient(self._decoder.peek(min(idx)))  # the frame stays with the decoder for this read
         self._check_memory(len(idx))
         h, w = self.output_size
         unique = sorted(set(idx))
@@ -314,7 +331,7 @@ class VideoReader:
         if i is None:
             return f"VideoReader({self.path!r})"
         return (f"VideoReader({self.path!r}, backend={self.backend!r}, frames={i.num_frames}, "
-                f"{i.width}x{i.height} {i.codec} @ {i.fps:.3g} fps, output={self.output_size})")
+                f"{i.width}x{i.height} {i.codec} @ {i.fps:.3g} fps, output={self._size or (i.height, i.width)})")
 
 
 def _output_size(size, resize: str, height: int, width: int) -> tuple[int, int] | None:
