@@ -52,9 +52,14 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def _time_decode(cfg, records, device, chunk: int) -> float:
-    """Frames/s of the extraction's decode stage alone (its DataLoader, workers and collate; no CNN)."""
-    loader, _ = decode_loader(cfg, records, device, chunk=chunk)
+def _time_decode(cfg, records, device, chunk: int, *, min_frames: int = 4096) -> float:
+    """Frames/s of the extraction's decode stage alone (its DataLoader, workers and collate; no CNN).
+
+    The records are repeated to at least ``min_frames`` frames, so the workers' start-up (forking the process)
+    does not dominate on a small dataset that a fast decoder finishes in a fraction of a second.
+    """
+    repeat = max(1, -(-min_frames // max(1, len(records) * cfg.data.num_frames)))
+    loader, _ = decode_loader(cfg, list(records) * repeat, device, chunk=chunk)
     frames, t0 = 0, time.perf_counter()
     for batch in loader:
         frames += sum(int(r.shape[0]) for r in batch["runs"])
@@ -201,7 +206,8 @@ def main(argv=None) -> int:
                     else:
                         keep(label, _time_cnn(fn, chunks, device))
                 for w in workers_list:
-                    keep(f"decode w={w}", _time_decode(cfg_for(w, tmp / "unused"), records, device, chunk))
+                    keep(f"decode w={w}", _time_decode(cfg_for(w, tmp / "unused"), records, device, chunk,
+                                                       min_frames=512 if args.quick else 4096))
                     s = extract_features(cfg_for(w, tmp / f"cache-{name}-{w}-{r}"), progress=False,
                                          device=str(device))
                     keep(f"pipeline w={w}", s.frames_per_s)
