@@ -2,8 +2,8 @@
 
 The pipeline, and what keeps each stage from waiting on another:
 
-1. **Decode** in ``data.num_workers`` DataLoader workers, one FFmpeg thread each (the workers are the
-   parallelism), a few clips per worker task so every worker has work even on small datasets. Each task returns
+1. **Decode** in ``data.num_workers`` DataLoader workers that split the cores between them (one FFmpeg thread
+   each once there are as many workers as cores), a few clips per worker task so every worker has work even on small datasets. Each task returns
    its clips' frames concatenated, ``(N, C, H, W)`` uint8, with no padding (a short clip costs no CNN work).
    Frames are resized while decoding (swscale, CPU) or, with ``encoder.resize_on: device`` (the default on CUDA),
    decoded at their native size and resized on the CNN's device.
@@ -20,6 +20,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,6 +186,14 @@ def _as_list(x):
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _dist_shard(rank, world_size) -> tuple[int, int]:
     if rank is None or world_size is None:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -232,7 +241,9 @@ def decode_loader(cfg: Config, records, device: torch.device, *, chunk: int, bat
     data_cfg = dataclasses.replace(cfg.data, on_error="skip")
     workers = min(cfg.data.num_workers, len(records))
     dataset = VideoDataset.from_config(data_cfg, records, train=False)
-    dataset.decode_threads = 1 if workers > 0 else 0
+    # Workers split the cores between them: one FFmpeg thread each once there are as many workers as cores;
+    # FFmpeg's own choice (about one per core) would run workers x cores threads.
+    dataset.decode_threads = max(1, _cores() // workers) if workers > 0 else 0
     if _resize_on(device, cfg.encoder) == "device":  # native size out of the decoder; resized on the device
         dataset.size, dataset.transform = None, None
     clips_per_forward = batch_size or max(1, chunk // max(1, cfg.data.num_frames))
@@ -377,8 +388,9 @@ def extract_features(cfg: Config, *, splits: list[str] | str | None = None, prog
         with cudnn_ctx:
             for batch in loader:
                 errors = batch["errors"]
+                summary.errors.add(errors, loaded=len(batch["clips"]))  # every batch: the systemic rule needs both
+                summary.errors.raise_if_systemic(total=len(records), ok=summary.errors.loaded + summary.skipped)
                 if errors:
-                    summary.errors.add(errors)
                     for path, reason in errors:
                         rec = by_path.get(str(path))
                         if rec is not None:
