@@ -808,10 +808,14 @@ class PyAVDecoder:
             if skipping:
                 cc.skip_frame = "DEFAULT"
 
-    def peek(self, position: int):
-        """Seek to the keyframe a read of ``position`` starts from and return its first frame (or None), keeping
-        it for that read: the display matrix (on every frame) is then known at no extra decoding cost."""
-        key = max(0, self._key_number(position))
+    def peek(self, positions: list[int]):
+        """Seek to the keyframe a read of the sorted ``positions`` starts from and return its first frame (or
+        None), keeping it for that read: the display matrix (on every frame) is then known at no extra decoding
+        cost. Unwanted non-reference frames are skipped from the start, as in the read itself."""
+        if self._pos_of is not None:
+            self._want_pts = set(self._index.pts[p] for p in positions)
+            self._skip_below = positions[-1]
+        key = max(0, self._key_number(positions[0]))
         self._seek(key)
         try:
             pos, frame = next(self._gen)
@@ -826,7 +830,7 @@ class PyAVDecoder:
         """:meth:`peek` at the start, not counted in ``frames_decoded``/``seeks`` (an open's cost, not a read's)."""
         counters = (self.frames_decoded, self.seeks)
         try:
-            return self.peek(0)
+            return self.peek([0])
         finally:
             self.frames_decoded, self.seeks = counters
 

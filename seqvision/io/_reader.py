@@ -260,7 +260,7 @@ class VideoReader:
             raise VideoDecodeError(self.path, "the reader is closed")
         idx = self._check_indices(indices)
         if self._index.orientation_pending and idx:
-            self._orient(self._decoder.peek(min(idx)))  # the frame stays with the decoder for this read
+            self._orient(self._decoder.peek(sorted(set(idx))))  # the frame stays with the decoder for this read
         self._check_memory(len(idx))
         h, w = self.output_size
         unique = sorted(set(idx))
