@@ -20,8 +20,6 @@ Off unless the environment variable ``SEQVISION_FAULT`` is set (tests set it for
   ``write``     every atomic file write (``seqvision._fileio``),   the target's file name (``last.pt``,
                 after the temporary file is complete and fsynced,  ``<key>.json``, ...)
                 before it is renamed over the target
-  ``extract``   feature extraction, after each video's entry is    the count of entries written in this run
-                written
   ============  =================================================  ===========================================
 
 - ``pattern``: matched against the point's value with :func:`fnmatch.fnmatchcase` (``7``, ``after_best``,
@@ -29,7 +27,9 @@ Off unless the environment variable ``SEQVISION_FAULT`` is set (tests set it for
 - ``#n``: fire on the n-th matching hit in this process only (default: the first).
 
 Examples: ``kill:step=7``, ``kill:save=after_best``, ``kill:write=last.pt#2`` (mid-write of the second
-``last.pt``), ``kill:write=*.json#5;raise:epoch=3``.
+``last.pt``), ``kill:write=*.npy#5;raise:epoch=3``. Hits are counted per process in the order the points are
+reached; points reached from several threads (the feature cache's writer threads) are counted in the order the
+threads get there.
 """
 
 from __future__ import annotations

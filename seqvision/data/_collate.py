@@ -103,14 +103,15 @@ class ErrorReport:
         self.occurrences = 0  # failures seen, counting a file again each epoch it fails
         self.loaded = 0  # samples that loaded, counted from the batches given to add()
 
-    def add(self, errors) -> int:
+    def add(self, errors, *, loaded: int | None = None) -> int:
         """Record ``batch["errors"]`` (pass the batch or the list). Returns how many failures it held.
 
-        A batch also counts its loaded samples (``len(batch["id"])``) in :attr:`loaded`, which
-        :meth:`raise_if_systemic` reads."""
+        ``loaded``: how many samples of this batch loaded, counted in :attr:`loaded` (which
+        :meth:`raise_if_systemic` reads); by default ``len(batch["id"])`` when a batch is passed, else 0."""
         if isinstance(errors, dict):
-            self.loaded += len(errors.get("id") or [])
+            loaded = len(errors.get("id") or []) if loaded is None else loaded
             errors = errors.get("errors", [])
+        self.loaded += loaded or 0
         n = 0
         for path, reason in errors:
             self._items.setdefault(str(path), str(reason))
