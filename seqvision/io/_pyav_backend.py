@@ -58,7 +58,6 @@ _REFORMAT_KWARGS = {"threads": 1} if PYAV_VERSION >= (17,) else {}
 # Containers that store a presentation timestamp per frame, so the demuxer's packet pts are the presentation
 # order without decoding. Everything else is indexed by decoding unless its codec never reorders frames.
 PTS_FORMATS = ("mov", "mp4", "matroska", "webm", "ivf")
-SCAN_OPTIONS = {"skip_idct": "all", "skip_loop_filter": "all"}  # decoder options of the decode-mode scan
 PARSER_EXACT_CODECS = ("mpeg4", "mpeg1video", "mpeg2video")
 PACKED_MARKER = re.compile(rb"DivX\d+(?:b|Build)\d+p")  # user data of a packed MPEG-4 bitstream
 NVOP_MAX_BYTES = 8
@@ -520,13 +519,11 @@ def build_index(path: str, container, stream, *, autorotate: bool = True, reopen
                         or len(set(e[0] for e in entries)) != len(entries)):
             decode_mode = True  # leading non-keyframes, missing or repeated pts: only decoding can tell
     if decode_mode:
-        # Scan a fresh container whose decoder skips the inverse transform and the loop filter: the frames come
-        # out garbled but in the same number, order, labels and key flags (those come from parsing, not from the
-        # pixels), about twice as fast for MPEG-4 part 2. The reader's own container keeps an untouched decoder.
+        # Scan a fresh container: the reader's own container keeps a decoder that has seen nothing. (Skipping
+        # the IDCT / loop filter in the scan would be faster, but exercises FFmpeg paths that damaged files make
+        # risky; the scan decodes normally.)
         scan_container, scan_stream = reopen() if reopen is not None else (container, stream)
         try:
-            if scan_container is not container:
-                scan_stream.codec_context.options = dict(SCAN_OPTIONS)
             scan = _scan(scan_container, scan_stream)
         finally:
             if scan_container is not container:
