@@ -13,6 +13,7 @@ from ._dataset import FeatureDataset
 from ._efficientnet_lite import EfficientNetLite0, efficientnet_lite0, packaged_lite0_weights
 from ._encoder import FrameEncoder, build_encoder, list_encoders
 from ._extract import ExtractSummary, extract_features
+from ._saved_encoder import cached_encoder_state
 from ._stats import feature_stats, stack_frames
 
 __all__ = [
@@ -31,4 +32,5 @@ __all__ = [
     "default_cache_dir",
     "feature_stats",
     "stack_frames",
+    "cached_encoder_state",
 ]

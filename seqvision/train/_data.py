@@ -12,8 +12,7 @@ from torch import nn
 from ..config import Config
 from ..data import VideoDataset, collate, load_index
 from ..errors import CacheError, DatasetError
-from ..features import FeatureDataset, build_encoder, extract_features
-from ..features._saved_encoder import cached_encoder_state
+from ..features import FeatureDataset, build_encoder, cached_encoder_state, extract_features
 from ..tasks import Labels, get_task
 from . import distributed as dist_utils
 
