@@ -88,7 +88,11 @@ def test_dataset_fuzz_two_workers(mutants, backend):
 
     records = [VideoRecord(id=m.path.stem, path=str(m.path), label=i % 3) for i, m in enumerate(mutants)]
     ds = VideoDataset(records, num_frames=NUM_FRAMES, size=SIZE, backend=backend, on_error="skip", seed=None)
-    loader = DataLoader(ds, batch_size=4, num_workers=2, collate_fn=collate, timeout=120)
+    # decord is not fork-safe: once this process has used it (test_conformance does, earlier in the suite), a
+    # forked worker that decodes with decord can die with SIGSEGV; its workers start fresh ("spawn") instead
+    context = "spawn" if backend == "decord" else None
+    loader = DataLoader(ds, batch_size=4, num_workers=2, collate_fn=collate, timeout=120,
+                        multiprocessing_context=context)
     report = ErrorReport()
     seen: dict[str, str] = {}
     with warnings.catch_warnings():
