@@ -34,6 +34,7 @@ from seqvision.config import load_config
 from seqvision.features import build_encoder
 from seqvision.models import build_model
 from seqvision.stream import FrameSource, OnlinePredictor, run_stream
+from seqvision.tasks import Labels, build_task
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,7 +68,8 @@ def build(config: str, overrides: list[str]):
     encoder = build_encoder(cfg.encoder).eval()
     labels = [f"class{i}" for i in range(6)]
     model = build_model(cfg.model, input_dim=encoder.dim, num_classes=len(labels)).eval()
-    loaded = SimpleNamespace(model=model, encoder=encoder, config=cfg, label_names=labels, frame_label_names=[])
+    loaded = SimpleNamespace(model=model, encoder=encoder, config=cfg, label_names=labels, frame_label_names=[],
+                             task=build_task(cfg.model.task, Labels(label_names=labels)))
     return cfg, loaded
 
 

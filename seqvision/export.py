@@ -37,6 +37,8 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from .errors import SeqVisionError
 from .models import AttentionPool, LastPool, MaxPool, MeanPool
+from .models._captioner import _Memory  # the captioner's own memory record
+from .tasks import get_task
 from .train import load_model
 
 __all__ = ["export_checkpoint", "ExportError", "FrameEncoderExport", "SequenceModelExport", "SequenceStepExport",
@@ -97,7 +99,7 @@ def initial_state(model, batch: int = 1):
         zeros = torch.zeros(rnn.num_layers, batch, rnn.hidden_size)
         stacks.append((zeros, zeros.clone()) if getattr(rnn, "mode", None) == "LSTM" else zeros)
     enc_state = tuple(stacks)
-    if model.task == "frames":
+    if get_task(model.task).per_frame:  # a label per frame: no pooling head, so no pooling state
         return enc_state
     H = enc.out_dim
     pool = model.pool
@@ -153,8 +155,6 @@ class CaptionDecoderStepExport(nn.Module):
         self.lstm = captioner.cell == "lstm"
 
     def forward(self, words, h, c, memory, keys):
-        from .models._captioner import _Memory  # the captioner's own memory record
-
         mask = torch.ones(memory.shape[:2], dtype=torch.bool, device=memory.device)  # (N, T)
         mem = _Memory(memory, keys if self.captioner.attention is not None else None, mask)
         state = (h, c) if self.lstm else (h,)
@@ -164,8 +164,8 @@ class CaptionDecoderStepExport(nn.Module):
 
 
 def _onnx_export(module, args, path: Path, input_names, output_names, dynamic_axes) -> None:
-    try:
-        import onnx  # noqa: F401  (the optional extra: checked before the exporter needs it)
+    try:  # lazy: onnx is an optional extra, checked before the exporter needs it
+        import onnx  # noqa: F401
     except ImportError:
         raise ExportError("ONNX export needs the optional extra: pip install 'seqvision[onnx]' "
                           "(onnx and onnxruntime)") from None
@@ -183,8 +183,11 @@ def _torchscript_export(module, args, path: Path) -> None:
 
 
 def _run_onnx(path: Path, inputs: dict) -> list:
-    import onnxruntime as ort
-
+    try:  # lazy: onnxruntime is an optional extra (seqvision[onnx])
+        import onnxruntime as ort
+    except ImportError:
+        raise ExportError("checking the ONNX files needs the optional extra: pip install 'seqvision[onnx]' "
+                          "(onnx and onnxruntime), or export with check=False") from None
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = {i.name for i in sess.get_inputs()}
     return sess.run(None, {k: v.numpy() for k, v in inputs.items() if k in names})
@@ -233,7 +236,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
                   {"frames": {0: "B", 1: "T"}, "features": {0: "B", 1: "T"}}))
     feats, feats_check = torch.randn(2, 3, D, generator=gen), torch.randn(3, 7, D, generator=gen)
     report_state = None  # the step model's state tensors (classify / frames, unidirectional)
-    if model.task == "caption":
+    task = loaded.task  # what the model's outputs mean: its export form, per-frame or per-clip logits, names
+    if task.export_form == "encoder_decoder":
         cenc = CaptionEncoderExport(model).eval()
         parts.append(("caption_encoder", cenc, {"features": feats}, {"features": feats_check},
                       ["memory", "keys", "h0", "c0"],
@@ -255,7 +259,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
         (out / "vocab.json").write_text(json.dumps(model.vocab.to_dict()))
     else:
         seq = SequenceModelExport(model).eval()
-        logits_axes = {0: "B"} if model.task == "classify" else {0: "B", 1: "T"}
+        logits_axes = {0: "B", 1: "T"} if task.per_frame else {0: "B"}
         parts.append(("sequence_model", seq, {"features": feats}, {"features": feats_check}, ["logits"],
                       {"features": {0: "B", 1: "T"}, "logits": logits_axes}))
         if not model.encoder.bidirectional:  # the online form: one frame in, the state carried
@@ -277,7 +281,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
                              "initial": "-inf" if bool(torch.isinf(leaf).all()) and leaf.numel() else "zeros"}
                             for n, leaf in zip(names, leaves)]
     report: dict = {"checkpoint": str(checkpoint), "task": model.task, "frame_size": [size, size],
-                    "feature_dim": D, "labels": loaded.frame_label_names if model.task == "frames" else loaded.label_names,
+                    "feature_dim": D, "labels": task.output_names,
                     "files": {}, "max_abs_diff": {}}
     if report_state is not None:
         report["step_state"] = report_state

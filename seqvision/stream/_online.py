@@ -15,8 +15,8 @@ from av.video.reformatter import VideoReformatter
 from ..config import Config
 from ..data import build_transform
 from ..errors import SeqVisionError
-from ..io import sample_indices
 from ..runtime import select_device
+from ..tasks import Task, get_task, named_top_k
 from ..train import load_model
 
 __all__ = ["OnlinePredictor", "NotStreamableError", "FramePreparer", "frame_size", "check_streamable"]
@@ -42,13 +42,14 @@ def check_streamable(model: torch.nn.Module, *, source: str = "<checkpoint>") ->
 
     Frame labellers and clip classifiers step when their encoder is unidirectional (every pooling head has an
     online form: last step, running mean / max, attention with a running softmax normaliser). Captioners are
-    streamed window by window (their encoder may be bidirectional), so they always pass.
+    streamed window by window (their encoder may be bidirectional), so they always pass (the task's
+    ``Task.online``: ``"step"`` or ``"window"``).
     """
-    task = getattr(model, "task", "")
-    if task == "caption":
+    task = get_task(model.task)
+    if task.online == "window":
         return
     if getattr(model.encoder, "bidirectional", False):
-        what = "each frame's label" if task == "frames" else "the clip's label"
+        what = task.online_answer
         raise NotStreamableError(
             f"{source}: the model's encoder is bidirectional: its backward direction reads every later frame, so "
             f"{what} is not known until the video ends and cannot be given online. Train a unidirectional model to "
@@ -134,12 +135,13 @@ class OnlinePredictor:
         self.encoder = loaded.encoder.eval()
         self.cfg: Config = loaded.config
         self.task: str = self.model.task
+        self.spec: Task = loaded.task  # what the outputs mean and how the task runs online
         check_streamable(self.model, source=source)
-        self.names = list(loaded.frame_label_names if self.task == "frames" else loaded.label_names)
+        self.names = list(self.spec.output_names)
         self.device = next(self.model.parameters()).device
         if window is not None and int(window) < 1:
             raise ValueError(f"window must be >= 1 frames, got {window}")
-        self.window = int(window) if window else (2 * self.cfg.data.num_frames if self.task == "caption" else None)
+        self.window = int(window) if window else self.spec.online_window(self.cfg)
         self.top_k = top_k
         self.beam_size = beam_size or self.cfg.eval.beam_size
         self._prepare = FramePreparer(self.cfg)
@@ -202,23 +204,20 @@ class OnlinePredictor:
 
     def flush(self) -> dict | None:
         """End of stream: a captioner's last, partial window (None when empty or for other tasks)."""
-        if self.task != "caption" or not self._caption.feats:
+        if self.spec.online != "window" or not self._caption.feats:
             return None
         return self._finish_caption()
 
     # ------------------------------------------------------------------------------------------------------------
     def _probs(self, logits: torch.Tensor) -> tuple[str, dict[str, float]]:
-        probs = logits.float().softmax(-1)  # (K,)
-        k = min(self.top_k, probs.numel()) if self.top_k else probs.numel()
-        vals, idx = probs.topk(k)
-        named = {self.names[j] if j < len(self.names) else str(j): float(v) for v, j in zip(vals.tolist(), idx.tolist())}
+        named = named_top_k(logits.float().softmax(-1), self.names, self.top_k)  # from (K,)
         return next(iter(named)), named
 
     @torch.inference_mode()
     def _advance(self, feat: torch.Tensor, t: float | None) -> dict:
         out: dict = {"index": self.index, "time": t}
         self.index += 1
-        if self.task == "caption":
+        if self.spec.online == "window":  # the offline model on each window (captioners)
             w = self._caption
             w.start = t if w.start is None else w.start
             w.end = t
@@ -227,13 +226,13 @@ class OnlinePredictor:
             if len(w.feats) >= self.window:
                 out.update(self._finish_caption())
             return out
-        if self.task == "classify" and self.window and self.in_window == self.window:
+        if self.spec.online_window_resets and self.window and self.in_window == self.window:
             self.state, self.in_window = None, 0
             self.window_index += 1
         logits, self.state = self.model.step(feat[None], self.state)  # (1, K)
         self.in_window += 1
         out["label"], out["probs"] = self._probs(logits[0])
-        if self.task == "classify":
+        if self.spec.online_window_resets:
             out["window"] = self.window_index
             out["frames_in_clip"] = self.in_window
         return out
@@ -241,10 +240,6 @@ class OnlinePredictor:
     def _finish_caption(self) -> dict:
         w = self._caption
         feats = torch.stack(w.feats)  # (n, D)
-        pick = sample_indices(len(feats), sampler="uniform", num_frames=self.cfg.data.num_frames,
-                              short_policy=self.cfg.data.short_policy)
-        clip = feats[pick.indices][None]  # (1, T, D)
-        lengths = torch.tensor([pick.length], device=clip.device)
-        text = self.model.predict(clip, lengths, beam_size=self.beam_size)["texts"][0]
+        out = self.spec.window_output(self.model, feats[None], self.cfg, top_k=self.top_k, beam_size=self.beam_size)
         self._caption = _Window()
-        return {"caption": text, "window": [w.start, w.end], "window_frames": len(feats)}
+        return {**out, "window": [w.start, w.end], "window_frames": len(feats)}

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..io import sample_indices
 from ._online import FramePreparer
 from ._source import FrameSource
 
@@ -36,12 +35,6 @@ class WindowLabels:
     max_buffered: int = 0
 
 
-def _top(probs: torch.Tensor, names: list[str], k: int) -> dict[str, float]:
-    k = min(k, probs.numel()) if k else probs.numel()
-    vals, idx = probs.topk(k)
-    return {names[j] if j < len(names) else str(j): round(float(v), 6) for v, j in zip(vals.tolist(), idx.tolist())}
-
-
 def label_windows(loaded, video: str | os.PathLike, *, window: float, stride: float | None = None,
                   fps: float | None = None, top_k: int = 5, beam_size: int | None = None,
                   batch: int = 8) -> Iterator[dict]:
@@ -65,8 +58,7 @@ def label_windows(loaded, video: str | os.PathLike, *, window: float, stride: fl
     if not window or window <= 0 or stride <= 0:
         raise ValueError(f"--window and --stride must be > 0 seconds, got {window}, {stride}")
     model, encoder, cfg = loaded.model.eval(), loaded.encoder.eval(), loaded.config
-    task = model.task
-    names = list(loaded.frame_label_names if task == "frames" else loaded.label_names)
+    task, spec = model.task, loaded.task  # spec: the Task, which answers for a window (Task.window_output)
     fps = fps or cfg.data.num_frames / window
     beam = beam_size or cfg.eval.beam_size
     prepare = FramePreparer(cfg)
@@ -94,24 +86,13 @@ def label_windows(loaded, video: str | os.PathLike, *, window: float, stride: fl
             return None
         feats = torch.stack([f for _, _, f in rows])[None]  # (1, n, D)
         out = {"start": round(start, 6), "end": round(end, 6), "frames": [i for _, i, _ in rows]}
-        if task == "frames":
-            preds = model.predict(feats)["preds"][0].tolist()
-            out["frame_labels"] = [names[p] for p in preds]
+        out.update(spec.window_output(model, feats, cfg, top_k=top_k, beam_size=beam))
+        if "frame_labels" in out:  # per-frame answers: each frame takes the label of the nearest window centre
             centre = (start + end) / 2
-            for (t, i, _), p in zip(rows, preds):
+            for (t, i, _), label in zip(rows, out["frame_labels"]):
                 d = abs(t - centre)
                 if i not in nearest or d < nearest[i][0]:
-                    nearest[i] = (d, t, names[p])
-        else:
-            pick = sample_indices(len(rows), sampler="uniform", num_frames=cfg.data.num_frames,
-                                  short_policy=cfg.data.short_policy)
-            clip, lengths = feats[:, pick.indices], torch.tensor([pick.length], device=device)
-            if task == "caption":
-                out["caption"] = model.predict(clip, lengths, beam_size=beam)["texts"][0]
-            else:
-                probs = model.predict(clip, lengths)["probs"][0].float().cpu()
-                out["probs"] = _top(probs, names, top_k)
-                out["label"] = next(iter(out["probs"]))
+                    nearest[i] = (d, t, label)
         result.windows.append(out)
         return out
 

@@ -17,7 +17,8 @@ Example:
     {'accuracy': 0.5}
 """
 
-from ._base import DecodeOptions, Labels, MetricAccumulator, Task, build_task, get_task, list_tasks, register_task
+from ._base import (DecodeOptions, Labels, MetricAccumulator, Task, build_task, get_task, list_tasks, named_top_k,
+                    register_task, window_clip)
 from ._caption import CaptionAccumulator, CaptionTask
 from ._classify import ClassificationAccumulator, ClassifyTask
 from ._frames import FrameAccumulator, FramesTask
@@ -31,6 +32,8 @@ __all__ = [
     "get_task",
     "list_tasks",
     "build_task",
+    "window_clip",
+    "named_top_k",
     "ClassifyTask",
     "FramesTask",
     "CaptionTask",

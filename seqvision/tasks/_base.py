@@ -14,10 +14,11 @@ from torch import nn
 from ..config import Config, ModelConfig
 from ..data.vocab import Vocabulary
 from ..errors import ConfigError
+from ..io import sample_indices
 from ..models import ModelOutput, build_model
 
 __all__ = ["Task", "Labels", "DecodeOptions", "MetricAccumulator", "register_task", "get_task", "list_tasks",
-           "build_task"]
+           "build_task", "window_clip", "named_top_k"]
 
 
 @dataclass
@@ -95,6 +96,22 @@ class Task:
 
     name: ClassVar[str] = ""
     default_metric: ClassVar[str] = ""
+    #: the output has a step per frame, ``(B, T, K)`` (frames), rather than one per clip, ``(B, K)``
+    per_frame: ClassVar[bool] = False
+    #: how the model runs online (``seqvision.stream``): ``"step"`` = frame by frame with carried state (needs a
+    #: unidirectional encoder); ``"window"`` = the offline model on each window of frames (any encoder)
+    online: ClassVar[str] = "step"
+    #: what one online step answers (for the error when a bidirectional model cannot step)
+    online_answer: ClassVar[str] = "the clip's label"
+    #: online windows restart the carried state and are reported (``window``, ``frames_in_clip``)
+    online_window_resets: ClassVar[bool] = False
+    #: the export form (``seqvision.export``): ``"sequence"`` = features -> logits (+ the step model when
+    #: unidirectional); ``"encoder_decoder"`` = caption encoder + one-word decoder step
+    export_form: ClassVar[str] = "sequence"
+    #: the sample key the baseline needs (``seqvision.baselines``); None: the task has no baseline
+    baseline_target: ClassVar[str | None] = None
+    #: what the baseline is, for logs ("linear probe", "nearest-neighbour captions")
+    baseline_kind: ClassVar[str] = "linear probe"
 
     def __init__(self, labels: Labels | None = None):
         self.labels = labels if labels is not None else Labels()
@@ -118,6 +135,11 @@ class Task:
     def num_outputs(self) -> int:
         """K, the width of the model's output (classes, frame labels, vocabulary)."""
         raise NotImplementedError
+
+    @property
+    def output_names(self) -> list[str]:
+        """The class names a prediction's ids index (clip classes; the frames task: frame classes)."""
+        return self.labels.label_names
 
     def build_model(self, model_cfg: ModelConfig, *, input_dim: int) -> nn.Module:
         """The task model of ``model_cfg`` (``seqvision.models.build_model``) for these labels."""
@@ -167,6 +189,52 @@ class Task:
     def records(self, batch: dict, out: ModelOutput, *, truth: bool = False, top_k: int = 5) -> list[dict]:
         """:meth:`record` of every clip of the batch."""
         return [self.record(batch, i, out, truth=truth, top_k=top_k) for i in range(len(batch["lengths"]))]
+
+    # -- online and windows (seqvision.stream) ----------------------------------------------------------------
+
+    def online_window(self, cfg: Config) -> int | None:
+        """Frames per online window when the user gives none (None: clip models never reset)."""
+        return None
+
+    def window_output(self, model: nn.Module, feats: torch.Tensor, cfg: Config, *, top_k: int = 5,
+                      beam_size: int = 1) -> dict:
+        """The answer for one window of a long video or a stream, ``feats (1, n, D)`` (its frames' features):
+        ``{"label", "probs"}`` (classify: ``data.num_frames`` picked uniformly, as a training clip),
+        ``{"frame_labels"}`` (frames: every frame), ``{"caption"}`` (caption)."""
+        clip, lengths = window_clip(feats, cfg)
+        probs = model.predict(clip, lengths)["probs"][0].float().cpu()
+        out: dict[str, Any] = {"probs": named_top_k(probs, self.output_names, top_k, digits=6)}
+        out["label"] = next(iter(out["probs"]))
+        return out
+
+    # -- baseline (seqvision.baselines) -----------------------------------------------------------------------
+
+    def baseline(self, train_clips: list[torch.Tensor], train_rest: list[dict], val_clips: list[torch.Tensor],
+                 val_rest: list[dict], *, num_classes: int | None, seed: int) -> tuple[dict[str, float], dict]:
+        """The task's baseline on cached features: ``({probe name: validation score}, extra results)``.
+        ``*_clips``: each clip's valid frames ``(n, D)``; ``*_rest``: the rest of each sample dict.
+
+        Raises:
+            ValueError: the task has no baseline (``baseline_target`` is None).
+        """
+        raise ValueError(f"run_baseline: task {self.name!r} has no baseline")
+
+
+def window_clip(feats: torch.Tensor, cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
+    """``data.num_frames`` of a window's features ``(1, n, D)`` picked uniformly (``data.short_policy``), as a
+    training clip was sampled -> ``(clip (1, T, D), lengths (1,))``."""
+    pick = sample_indices(feats.shape[1], sampler="uniform", num_frames=cfg.data.num_frames,
+                          short_policy=cfg.data.short_policy)
+    return feats[:, pick.indices], torch.tensor([pick.length], device=feats.device)
+
+
+def named_top_k(probs: torch.Tensor, names: list[str], k: int, *, digits: int | None = None) -> dict[str, float]:
+    """The ``k`` largest of ``probs (K,)`` as ``{name: probability}``, largest first (``k`` 0: all; ids without
+    a name are named by their number; ``digits``: rounded)."""
+    k = min(k, probs.numel()) if k else probs.numel()
+    vals, idx = probs.topk(k)
+    return {names[j] if j < len(names) else str(j): (round(float(v), digits) if digits is not None else float(v))
+            for v, j in zip(vals.tolist(), idx.tolist())}
 
 
 _TASKS: dict[str, type[Task]] = {}

@@ -11,7 +11,8 @@ from ..data.vocab import Vocabulary
 from ..errors import DatasetError
 from ..metrics import caption_scores
 from ..models import ModelOutput
-from ._base import DecodeOptions, Labels, MetricAccumulator, Task, register_task
+from ..probes import caption_retrieval
+from ._base import DecodeOptions, Labels, MetricAccumulator, Task, register_task, window_clip
 
 __all__ = ["CaptionTask", "CaptionAccumulator"]
 
@@ -56,6 +57,10 @@ class CaptionTask(Task):
 
     name = "caption"
     default_metric = "CIDEr"
+    online = "window"
+    export_form = "encoder_decoder"
+    baseline_target = "captions"
+    baseline_kind = "nearest-neighbour captions"
 
     @classmethod
     def labels_from_index(cls, index, train_records: list, model_cfg) -> Labels:
@@ -100,3 +105,18 @@ class CaptionTask(Task):
         else:
             rec["score"] = float(out.scores[i]) if out.scores is not None else None
         return rec
+
+    def online_window(self, cfg) -> int | None:
+        """Two training clips' worth of frames (``2 * data.num_frames``)."""
+        return 2 * cfg.data.num_frames
+
+    def window_output(self, model, feats, cfg, *, top_k=5, beam_size=1) -> dict:
+        """``{"caption": str}`` of ``data.num_frames`` picked uniformly from the window."""
+        clip, lengths = window_clip(feats, cfg)
+        return {"caption": model.predict(clip, lengths, beam_size=beam_size)["texts"][0]}
+
+    def baseline(self, train_clips, train_rest, val_clips, val_rest, *, num_classes, seed):
+        """Nearest-neighbour caption retrieval (:func:`seqvision.probes.caption_retrieval`); the extra results
+        are ``{"caption_scores": {...}}``."""
+        probes, scores = caption_retrieval(train_clips, train_rest, val_clips, val_rest, seed)
+        return probes, {"caption_scores": scores}

@@ -10,6 +10,7 @@ import torch
 
 from ..metrics import classification_metrics
 from ..models import ModelOutput
+from ..probes import clip_probes
 from ..report import plot_confusion_matrix
 from ._base import MetricAccumulator, Task, register_task
 
@@ -74,6 +75,8 @@ class ClassifyTask(Task):
 
     name = "classify"
     default_metric = "accuracy"
+    online_window_resets = True
+    baseline_target = "label"
 
     @property
     def num_outputs(self) -> int:
@@ -109,3 +112,7 @@ class ClassifyTask(Task):
 
     def plots(self, metrics: dict, out_dir) -> dict[str, str | None]:
         return {"confusion": confusion_plot(metrics, self.labels.label_names, out_dir)}
+
+    def baseline(self, train_clips, train_rest, val_clips, val_rest, *, num_classes, seed):
+        """Linear probes on the mean and on ``[first, last, last - first]`` (:func:`seqvision.probes.clip_probes`)."""
+        return clip_probes(train_clips, train_rest, val_clips, val_rest, num_classes, seed), {}

@@ -9,6 +9,7 @@ import torch
 from ..errors import DatasetError
 from ..metrics import confusion_matrix, frame_metrics
 from ..models import ModelOutput
+from ..probes import frame_probes
 from ._base import Labels, MetricAccumulator, Task, register_task
 from ._classify import confusion_plot
 
@@ -69,6 +70,9 @@ class FramesTask(Task):
 
     name = "frames"
     default_metric = "frame_accuracy"
+    per_frame = True
+    online_answer = "each frame's label"
+    baseline_target = "frame_labels"
 
     @classmethod
     def labels_from_index(cls, index, train_records: list, model_cfg) -> Labels:
@@ -79,6 +83,10 @@ class FramesTask(Task):
     @property
     def num_outputs(self) -> int:
         return len(self.labels.frame_label_names)
+
+    @property
+    def output_names(self) -> list[str]:
+        return self.labels.frame_label_names
 
     def metrics(self, *, full: bool = False, meteor: bool = False) -> FrameAccumulator:
         return FrameAccumulator(self.labels.frame_label_names, full=full)
@@ -100,3 +108,13 @@ class FramesTask(Task):
 
     def plots(self, metrics: dict, out_dir) -> dict[str, str | None]:
         return {"confusion": confusion_plot(metrics, self.labels.frame_label_names, out_dir)}
+
+    def window_output(self, model, feats, cfg, *, top_k=5, beam_size=1) -> dict:
+        """Every frame of the window labelled: ``{"frame_labels": [name per frame]}``."""
+        names = self.output_names
+        return {"frame_labels": [names[p] for p in model.predict(feats)["preds"][0].tolist()]}
+
+    def baseline(self, train_clips, train_rest, val_clips, val_rest, *, num_classes, seed):
+        """Per-frame linear probes on ``x_t`` and ``[x_t, x_t - x_{t-1}, x_{t+1} - x_t]``
+        (:func:`seqvision.probes.frame_probes`)."""
+        return frame_probes(train_clips, train_rest, val_clips, val_rest, num_classes, seed), {}
