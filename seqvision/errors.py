@@ -53,6 +53,20 @@ def _rebuild_config_error(key, reason, source):
     return ConfigError(key, reason, source=source)
 
 
+class ArgumentError(SeqVisionError, ValueError):
+    """A function or class got a bad argument (below the config layer). ``argument`` names the parameter (e.g.
+    ``"weights"``), ``reason`` says why; the config-facing entry points (``build_encoder``,
+    ``VideoDataset.from_config``) map it to the dotted key (``ConfigError("encoder.weights", reason)``)."""
+
+    def __init__(self, argument: str, reason: str):
+        self.argument = argument
+        self.reason = reason
+        super().__init__(f"{argument}: {reason}")
+
+    def __reduce__(self):  # picklable across DataLoader workers
+        return (type(self), (self.argument, self.reason))
+
+
 class DatasetError(SeqVisionError):
     """A dataset's annotations or layout are wrong (missing file, bad line, unknown class)."""
 

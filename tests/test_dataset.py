@@ -13,7 +13,7 @@ import assets
 from seqvision.config import DataConfig
 from seqvision.data import (ErrorReport, Normalize, VideoDataset, VideoRecord, build_transform, collate,
                             load_index)
-from seqvision.errors import ConfigError, VideoDecodeError
+from seqvision.errors import ArgumentError, ConfigError, VideoDecodeError
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +62,14 @@ def test_on_error_raise_names_the_file(folder_with_bad_file, tmp_path):
     out = report.write(tmp_path / "errors.json")
     data = json.loads(out.read_text())
     assert data["count"] == 1 and data["occurrences"] == 2 and data["items"][0]["path"].endswith("broken.mp4")
+    # the config boundary names the key; the dataset below it names its own argument (issue #13)
     with pytest.raises(ConfigError, match="data.on_error"):
+        VideoDataset.from_config(DataConfig(on_error="ignore"), [bad], train=False)
+    with pytest.raises(ArgumentError, match="^on_error: "):
         VideoDataset([bad], on_error="ignore")
     with pytest.raises(ConfigError, match="data.sampler"):
+        VideoDataset.from_config(DataConfig(sampler="middle"), [bad], train=False)
+    with pytest.raises(ArgumentError, match="^sampler: "):
         VideoDataset([bad], sampler="middle")
 
 

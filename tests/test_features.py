@@ -12,7 +12,7 @@ import torchvision
 
 from assets import make_color_video
 from seqvision.config import EncoderConfig
-from seqvision.errors import ConfigError
+from seqvision.errors import ArgumentError, ConfigError
 from seqvision.features import (
     EfficientNetLite0,
     FrameEncoder,
@@ -52,13 +52,22 @@ def test_list_and_unknown_names():
     assert {"resnet18", "mobilenet_v3_large", "convnext_tiny", "efficientnet_lite0"} <= set(names)
     assert not any(n.startswith("vit_") for n in names)
     assert list_encoders("resnet*") and all(n.startswith("resnet") for n in list_encoders("resnet*"))
+    # the config boundary names the key; the encoder below it names its own argument (issue #13)
     with pytest.raises(ConfigError, match="encoder.name.*resnet18"):
+        build_encoder(EncoderConfig(name="resnet81"))
+    with pytest.raises(ArgumentError, match="^name: .*resnet18"):
         FrameEncoder("resnet81")
     with pytest.raises(ConfigError, match="encoder.weights.*IMAGENET1K_V1"):
+        build_encoder(EncoderConfig(name="resnet18", weights="IMAGENET_BOGUS"))
+    with pytest.raises(ArgumentError, match="^weights: .*IMAGENET1K_V1"):
         FrameEncoder("resnet18", weights="IMAGENET_BOGUS")
     with pytest.raises(ConfigError, match="encoder.pooling"):
+        build_encoder(EncoderConfig(name="resnet18", pooling="mean"))
+    with pytest.raises(ArgumentError, match="^pooling: "):
         FrameEncoder("resnet18", pooling="mean")
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match="encoder.weights.*does not exist"):
+        build_encoder(EncoderConfig(name="resnet18", weights="/nonexistent/w.pth"))
+    with pytest.raises(ArgumentError, match="does not exist"):
         FrameEncoder("resnet18", weights="/nonexistent/w.pth")
 
 
@@ -138,8 +147,10 @@ def test_local_weights_file_roundtrip(tmp_path):
     c = FrameEncoder("resnet18", weights=str(tmp_path / "enc.pt"))
     torch.testing.assert_close(c(x), a(x))
     # A file for another architecture names the file.
-    with pytest.raises(ConfigError, match="r18.pth"):
+    with pytest.raises(ArgumentError, match="r18.pth"):
         FrameEncoder("mobilenet_v3_small", weights=str(tmp_path / "r18.pth"))
+    with pytest.raises(ConfigError, match="encoder.weights.*r18.pth"):
+        build_encoder(EncoderConfig(name="mobilenet_v3_small", weights=str(tmp_path / "r18.pth")))
 
 
 def test_build_encoder_from_config():
@@ -190,6 +201,8 @@ def test_lite0_classifies_a_real_photo():
 
 def test_lite0_weights_names():
     with pytest.raises(ConfigError, match="encoder.weights"):
+        build_encoder(EncoderConfig(name="efficientnet_lite0", weights="IMAGENET1K_V2"))
+    with pytest.raises(ArgumentError, match="^weights: "):
         FrameEncoder("efficientnet_lite0", weights="IMAGENET1K_V2")
     enc = FrameEncoder("efficientnet_lite0", weights="IMAGENET1K", pooling="grid", grid=2)
     assert enc.dim == 1280 * 4

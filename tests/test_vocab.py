@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from seqvision.data.vocab import Vocabulary, tokenize
-from seqvision.errors import ConfigError, DatasetError
+from seqvision.config import config_from_dict
+from seqvision.errors import ArgumentError, ConfigError, DatasetError
 
 
 def test_tokenize_lowercases_and_splits_punctuation():
@@ -25,9 +26,14 @@ def test_min_freq_and_max_size():
     caps = ["a a a b b c"]
     assert Vocabulary.build(caps, min_freq=2).itos[4:] == ["a", "b"]
     assert Vocabulary.build(caps, max_size=5).itos[4:] == ["a"]
+    # the config boundary names the key; the vocabulary below it names its own argument (issue #13)
     with pytest.raises(ConfigError, match="model.vocab_min_freq"):
+        config_from_dict({"model": {"task": "caption", "vocab_min_freq": 0}})
+    with pytest.raises(ArgumentError, match="^min_freq: "):
         Vocabulary.build(caps, min_freq=0)
     with pytest.raises(ConfigError, match="model.vocab_max_size"):
+        config_from_dict({"model": {"task": "caption", "vocab_max_size": 4}})
+    with pytest.raises(ArgumentError, match="^max_size: "):
         Vocabulary.build(caps, max_size=4)
 
 

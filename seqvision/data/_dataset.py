@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..config import DataConfig
-from ..errors import ConfigError, DatasetError, SeqVisionError, VideoDecodeError
+from ..errors import ArgumentError, ConfigError, DatasetError, SeqVisionError, VideoDecodeError
 from ..io import SAMPLERS, VideoReader, sample_indices
 from ._collate import IGNORE_INDEX
 from ._records import VideoRecord
@@ -61,6 +61,10 @@ class VideoDataset(Dataset):
         decode_threads: FFmpeg threads per video (0 = FFmpeg's choice, about one per core); use 1 in DataLoader
             workers, where the workers are the parallelism (more threads per worker only oversubscribe the cores).
 
+    Raises:
+        ArgumentError: a bad ``on_error``, ``sampler``, ``backend`` or ``resize`` (named by ``argument``;
+            :meth:`from_config` reports the ``data.*`` key).
+
     Example:
         >>> ds = VideoDataset(index.split("train"), num_frames=16, size=112, sampler="random_segment")
         >>> loader = DataLoader(ds, batch_size=8, num_workers=2, collate_fn=collate)
@@ -87,13 +91,13 @@ class VideoDataset(Dataset):
         autorotate: bool = True,
     ):
         if on_error not in ("skip", "raise"):
-            raise ConfigError("data.on_error", f"got {on_error!r}; allowed: 'skip', 'raise'")
+            raise ArgumentError("on_error", f"got {on_error!r}; allowed: 'skip', 'raise'")
         if sampler not in SAMPLERS:
-            raise ConfigError("data.sampler", f"got {sampler!r}; allowed: {', '.join(map(repr, SAMPLERS))}")
+            raise ArgumentError("sampler", f"got {sampler!r}; allowed: {', '.join(map(repr, SAMPLERS))}")
         if backend not in ("pyav", "decord"):
-            raise ConfigError("data.backend", f"got {backend!r}; allowed: 'pyav', 'decord'")
+            raise ArgumentError("backend", f"got {backend!r}; allowed: 'pyav', 'decord'")
         if resize not in ("square", "short_side"):
-            raise ConfigError("data.resize", f"got {resize!r}; allowed: 'square', 'short_side'")
+            raise ArgumentError("resize", f"got {resize!r}; allowed: 'square', 'short_side'")
         self.records = list(records)
         self.num_frames = num_frames
         self.sampler = sampler
@@ -117,14 +121,22 @@ class VideoDataset(Dataset):
     def from_config(cls, data_cfg: DataConfig, records: Sequence[VideoRecord], *, train: bool,
                     seed: int = 0) -> "VideoDataset":
         """A dataset with the ``data.*`` options; ``train`` picks ``data.train_sampler``, random augmentation
-        (:func:`build_transform`) and seeded sampling, otherwise deterministic sampling and centre crop."""
+        (:func:`build_transform`) and seeded sampling, otherwise deterministic sampling and centre crop.
+
+        Raises:
+            ConfigError: naming the ``data.*`` key of a bad option.
+        """
         sampler = (data_cfg.train_sampler or data_cfg.sampler) if train else data_cfg.sampler
-        return cls(records, num_frames=data_cfg.num_frames, sampler=sampler, stride=data_cfg.stride,
-                   fps=data_cfg.fps, max_frames=data_cfg.max_frames, short_policy=data_cfg.short_policy,
-                   size=data_cfg.size, resize=data_cfg.resize, backend=data_cfg.backend,
-                   transform=build_transform(data_cfg, train=train), on_error=data_cfg.on_error,
-                   seed=seed if train else None, stream=None if data_cfg.stream < 0 else data_cfg.stream,
-                   autorotate=data_cfg.autorotate)
+        try:
+            return cls(records, num_frames=data_cfg.num_frames, sampler=sampler, stride=data_cfg.stride,
+                       fps=data_cfg.fps, max_frames=data_cfg.max_frames, short_policy=data_cfg.short_policy,
+                       size=data_cfg.size, resize=data_cfg.resize, backend=data_cfg.backend,
+                       transform=build_transform(data_cfg, train=train), on_error=data_cfg.on_error,
+                       seed=seed if train else None, stream=None if data_cfg.stream < 0 else data_cfg.stream,
+                       autorotate=data_cfg.autorotate)
+        except ArgumentError as exc:  # the config boundary: the argument is the data section's key
+            key = "train_sampler" if exc.argument == "sampler" and train and data_cfg.train_sampler else exc.argument
+            raise ConfigError(f"data.{key}", exc.reason) from None
 
     def set_epoch(self, epoch: int) -> None:
         """Use a new draw of the random choices (part of the seed with ``seed`` and the item index)."""
@@ -148,7 +160,7 @@ class VideoDataset(Dataset):
         record = self.records[index]
         try:
             return self._load(record, index)
-        except ConfigError:
+        except (ConfigError, ArgumentError):
             raise  # a bad option is not a bad video
         except Exception as exc:  # noqa: BLE001 -- a worker must survive any bad file; the reason is reported
             if self.on_error == "raise":

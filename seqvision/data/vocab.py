@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-from ..errors import ConfigError, DatasetError
+from ..errors import ArgumentError, DatasetError
 
 __all__ = ["Vocabulary", "tokenize", "PAD", "BOS", "EOS", "UNK", "SPECIAL_TOKENS"]
 
@@ -68,11 +68,15 @@ class Vocabulary:
             captions: training captions (strings).
             min_freq: drop words seen fewer times (``model.vocab_min_freq``).
             max_size: at most this many entries, the 4 special tokens included (``model.vocab_max_size``).
+
+        Raises:
+            ArgumentError: ``min_freq`` < 1 or ``max_size`` < 5 (the config checks its keys before).
+            DatasetError: a caption that is not a string.
         """
         if min_freq < 1:
-            raise ConfigError("model.vocab_min_freq", f"must be >= 1, got {min_freq}")
+            raise ArgumentError("min_freq", f"must be >= 1, got {min_freq}")
         if max_size < len(SPECIAL_TOKENS) + 1:
-            raise ConfigError("model.vocab_max_size", f"must be >= 5 (4 special tokens + 1 word), got {max_size}")
+            raise ArgumentError("max_size", f"must be >= 5 (4 special tokens + 1 word), got {max_size}")
         counts: Counter[str] = Counter()
         for text in captions:
             if not isinstance(text, str):

