@@ -10,6 +10,8 @@ import argparse
 import sys
 
 from ..errors import SeqVisionError
+from . import _commands as c
+from . import _stream
 
 __all__ = ["main", "build_parser"]
 
@@ -21,9 +23,6 @@ def _add_config_args(p: argparse.ArgumentParser, *, required: bool = True) -> No
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import _commands as c
-    from . import _stream
-
     parser = argparse.ArgumentParser(
         prog="seqvision",
         description="Video sequence modeling: decode clips, extract per-frame CNN features, train RNNs for "

@@ -14,6 +14,7 @@ from ._records import DatasetIndex, VideoRecord
 from ._transforms import IMAGENET_MEAN, IMAGENET_STD, Normalize, build_transform
 from .formats import FORMATS, load_index
 from .synth import SYNTH_CLASSES, SYNTH_FRAME_LABELS, make_synthetic_dataset
+from .vocab import Vocabulary
 
 __all__ = [
     "VideoRecord",
@@ -32,12 +33,5 @@ __all__ = [
     "ErrorReport",
     "SYSTEMIC_FIRST",
     "IGNORE_INDEX",
+    "Vocabulary",
 ]
-
-try:  # vocab.py belongs to the models work; export it once it exists
-    from .vocab import Vocabulary  # noqa: F401
-except ModuleNotFoundError as exc:  # pragma: no cover
-    if exc.name != f"{__name__}.vocab":
-        raise
-else:
-    __all__.append("Vocabulary")

@@ -23,6 +23,7 @@ processes writing the same entry write the same bytes; the last ``os.replace`` w
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ import numpy as np
 from ..config import Config
 from .._fileio import atomic_write
 from ..errors import CacheError
+from ._encoder import _is_path
 
 __all__ = ["FeatureCache", "CacheEntry", "cache_settings", "default_cache_dir", "CACHE_VERSION"]
 
@@ -64,9 +66,7 @@ def cache_settings(cfg: Config, *, precision: str = "fp32", dtype: str = "float1
     """
     d, e = cfg.data, cfg.encoder
     weights: Any = e.weights
-    from ._encoder import _is_path  # local files are identified by path + size + mtime
-
-    if e.weights != "none" and _is_path(e.weights):
+    if e.weights != "none" and _is_path(e.weights):  # local files are identified by path + size + mtime
         weights = _file_identity(e.weights)
     settings = {
         "version": CACHE_VERSION,
@@ -110,8 +110,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
-    import io
-
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
     return buf.getvalue()

