@@ -237,7 +237,9 @@ class VideoReader:
         return out
 
     def _check_memory(self, count: int) -> None:
-        h, w = self.output_size
+        # the byte count does not depend on a pending 90/270 degree rotation (it only swaps H and W), so this
+        # check never decodes a frame to learn the orientation
+        h, w = self._size or (self._index.height, self._index.width)
         need = count * h * w * 3
         if self.max_bytes is not None and need > self.max_bytes:
             raise VideoDecodeError(self.path, f"{count} frames of {h}x{w} need {need / 2**30:.2f} GiB, more than "
@@ -259,9 +261,9 @@ class VideoReader:
         if self._decoder is None:
             raise VideoDecodeError(self.path, "the reader is closed")
         idx = self._check_indices(indices)
+        self._check_memory(len(idx))
         if self._index.orientation_pending and idx:
             self._orient(self._decoder.peek(sorted(set(idx))))  # the frame stays with the decoder for this read
-        self._check_memory(len(idx))
         h, w = self.output_size
         unique = sorted(set(idx))
         buf = np.empty((len(unique), h, w, 3), dtype=np.uint8)  # (U, H, W, 3)

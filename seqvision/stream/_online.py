@@ -15,6 +15,7 @@ from av.video.reformatter import VideoReformatter
 from ..config import Config
 from ..data import build_transform
 from ..errors import SeqVisionError
+from ..io._pyav_backend import _REFORMAT_KWARGS  # threads= only on PyAV >= 17
 from ..runtime import select_device
 from ..tasks import Task, get_task, named_top_k
 from ..train import load_model
@@ -83,7 +84,7 @@ class FramePreparer:
                                  f"{arr.dtype} {arr.shape}")
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
         h, w = frame_size(self.cfg, frame.height, frame.width)
-        rgb = self._reformatter.reformat(frame, width=w, height=h, format="rgb24", threads=1).to_ndarray()
+        rgb = self._reformatter.reformat(frame, width=w, height=h, format="rgb24", **_REFORMAT_KWARGS).to_ndarray()
         x = torch.from_numpy(rgb).permute(2, 0, 1)  # (3, H, W)
         if self._crop is not None:
             x = self._crop(x[None])[0].as_subclass(torch.Tensor)
