@@ -12,7 +12,9 @@ from torch.utils.data import DataLoader
 import assets
 from seqvision.config import DataConfig
 from seqvision.data import (ErrorReport, Normalize, VideoDataset, VideoRecord, build_transform, collate,
-                            load_index)
+                            load_index, worker_context)
+from seqvision.io import VideoReader
+from seqvision.io._decord_backend import decord_available
 from seqvision.errors import ArgumentError, ConfigError, VideoDecodeError
 
 
@@ -27,6 +29,24 @@ def folder_with_bad_file(tmp_path_factory) -> Path:
     assets.make_color_video(root / "right" / "e.mkv", num_frames=16, size=(48, 64), seed=5)
     (root / "right" / "broken.mp4").write_text("not a video\n" * 10)
     return root
+
+
+@pytest.mark.skipif(not decord_available(), reason="decord is not installed")
+def test_decord_workers_survive_a_parent_that_used_decord(tmp_path):
+    """decord is not fork-safe: workers forked after the parent decoded with it died with SIGSEGV (3 of 3 runs).
+    The loaders take worker_context(), which starts decord workers with spawn."""
+    path = assets.make_color_video(tmp_path / "a.mp4", num_frames=12, size=(48, 64), seed=7)
+    with VideoReader(path, backend="decord") as vr:
+        assert vr.backend == "decord" and vr.get_frames([0, 5]).shape == (2, 3, 48, 64)
+    records = [VideoRecord(id=str(i), path=str(path), split="train", label=0, captions=[], frame_labels=None,
+                           start=None, end=None) for i in range(4)]
+    ds = VideoDataset(records, num_frames=4, size=32, backend="decord")
+    assert worker_context(ds, 2) == "spawn" and worker_context(ds, 0) is None
+    assert worker_context(VideoDataset(records, backend="pyav"), 2) is None
+    loader = DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate,
+                        multiprocessing_context=worker_context(ds, 2))
+    batches = list(loader)
+    assert [b["video"].shape for b in batches] == [(2, 4, 3, 32, 32)] * 2 and not any(b["errors"] for b in batches)
 
 
 def test_dataloader_with_workers_reports_exactly_the_bad_file(folder_with_bad_file):

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..config import Config
-from ..data import ErrorReport, VideoDataset, VideoRecord, collate
+from ..data import ErrorReport, VideoDataset, VideoRecord, collate, worker_context
 from ..errors import SeqVisionError, VideoDecodeError
 from ..models import inspect
 from ..report import frame_strip, plot_attention, plot_gates
@@ -46,7 +46,8 @@ class Predictor:
         workers = min(data_cfg.num_workers, 2) if num_workers is None else num_workers
         if len(records) <= batch_size:
             workers = 0  # spawning workers costs more than decoding a handful of clips
-        return DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate)
+        return DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate,
+                          multiprocessing_context=worker_context(ds, workers))
 
     @torch.inference_mode()
     def features(self, batch) -> torch.Tensor:

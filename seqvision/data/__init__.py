@@ -9,7 +9,7 @@ Example:
 """
 
 from ._collate import IGNORE_INDEX, SYSTEMIC_FIRST, ErrorReport, collate
-from ._dataset import VideoDataset
+from ._dataset import VideoDataset, worker_context
 from ._records import DatasetIndex, VideoRecord
 from ._transforms import IMAGENET_MEAN, IMAGENET_STD, Normalize, build_transform
 from .formats import FORMATS, load_index
@@ -25,6 +25,7 @@ __all__ = [
     "SYNTH_CLASSES",
     "SYNTH_FRAME_LABELS",
     "VideoDataset",
+    "worker_context",
     "build_transform",
     "Normalize",
     "IMAGENET_MEAN",

@@ -216,3 +216,13 @@ class VideoDataset(Dataset):
     def __repr__(self) -> str:
         return (f"VideoDataset({len(self.records)} videos, num_frames={self.num_frames}, sampler={self.sampler!r}, "
                 f"size={self.size}, backend={self.backend!r}, on_error={self.on_error!r})")
+
+
+def worker_context(dataset, num_workers: int) -> str | None:
+    """The DataLoader ``multiprocessing_context`` for ``dataset`` with ``num_workers`` workers.
+
+    ``"spawn"`` when the workers decode with decord: decord is not fork-safe (a worker forked after the parent
+    process used decord dies with SIGSEGV), so its workers start fresh; else None (the platform's default).
+    """
+    return "spawn" if num_workers > 0 and getattr(dataset, "backend", None) == "decord" else None
+

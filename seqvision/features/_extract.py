@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, get_worker_info
 from tqdm.auto import tqdm
 
 from ..config import Config
-from ..data import ErrorReport, VideoDataset, load_index
+from ..data import ErrorReport, VideoDataset, load_index, worker_context
 from ..runtime import select_device
 from ..errors import CacheError, DatasetError
 from ._cache import FeatureCache, atomic_write_bytes, default_cache_dir
@@ -254,6 +254,7 @@ def decode_loader(cfg: Config, records, device: torch.device, *, chunk: int, bat
                                                                  math.ceil(len(records) / (2 * workers))))
     loader = DataLoader(dataset, batch_size=per_task, num_workers=workers, collate_fn=_collate_frames,
                         pin_memory=device.type == "cuda", persistent_workers=False,
+                        multiprocessing_context=worker_context(dataset, workers),
                         prefetch_factor=max(2, math.ceil(2 * clips_per_forward / (per_task * workers)))
                         if workers > 0 else None)
     return loader, clips_per_forward

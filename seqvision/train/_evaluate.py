@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..config import apply_overrides, config_to_dict
-from ..data import ErrorReport, collate, load_index
+from ..data import ErrorReport, collate, load_index, worker_context
 from ..errors import CheckpointError, DatasetError
 from ..runtime import autocast, select_device
 from ..tasks import DecodeOptions
@@ -91,7 +91,7 @@ def evaluate(checkpoint_path: str | os.PathLike, *, split: str | None = None, cf
     dataset = build_split_dataset(cfg, records, split, train=False, progress=progress)
     workers = cfg.train.num_workers if cfg.train.input == "features" else cfg.data.num_workers
     loader = DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=False, num_workers=workers,
-                        collate_fn=collate)
+                        collate_fn=collate, multiprocessing_context=worker_context(dataset, workers))
     decode = DecodeOptions.from_config(cfg)
     metrics_acc = task.metrics(full=True, meteor=meteor)
     predictions: list[dict] = []

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .._faults import fault_point
 from ..config import Config, config_to_dict
-from ..data import ErrorReport
+from ..data import ErrorReport, worker_context
 from ..errors import CheckpointError, ConfigError, DatasetError, SeqVisionError
 from ..runtime import autocast, seed_everything
 from ..tasks import DecodeOptions, Labels, Task, build_task
@@ -398,7 +398,7 @@ class Trainer:
         gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch * 31 + (0 if train else 1))
         return DataLoader(dataset, batch_size=cfg.train.batch_size, sampler=sampler, num_workers=workers,
                           collate_fn=self.data.collate, generator=gen, pin_memory=self.device.type == "cuda",
-                          persistent_workers=False)
+                          persistent_workers=False, multiprocessing_context=worker_context(dataset, workers))
 
     def _inputs(self, batch: dict) -> torch.Tensor:
         if "features" in batch:
