@@ -39,8 +39,8 @@ def demo_configs(out: Path, *, small: bool = False, device: str = "auto") -> dic
     }
     scale = 0.5 if small else 1.0
     tasks = {
-        "classify": {"model": {"task": "classify", "cell": "lstm", "hidden": 128, "input_proj": 16,
-                               "head": "last", "head_dropout": 0.2},
+        "classify": {"model": {"task": "classify", "cell": "lstm", "hidden": 128, "head": "last",
+                               "head_dropout": 0.2},
                      "train": {"epochs": 15, "lr": 0.002}},
         "frames": {"model": {"task": "frames", "cell": "gru", "layers": 2, "hidden": 64, "bidirectional": True},
                    "train": {"epochs": 15, "lr": 0.002}},
