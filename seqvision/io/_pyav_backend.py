@@ -226,6 +226,25 @@ def open_container(path: str, *, num_threads: int = 0, stream: int | None = None
     return container, chosen
 
 
+def close_container(container, stream=None) -> None:
+    """Close ``container``, first parking the frame-threaded decoder of ``stream`` with the GIL released.
+
+    Closing frees the codec context with the GIL held, and freeing waits for the frame threads still decoding
+    queued packets. If a Python log callback is installed (``av.logging.set_level(<int>)``, which
+    ``import torchvision`` does on torchvision <= 0.19 via ``torchvision.io.video``), PyAV 14's callback takes the
+    GIL for every FFmpeg message, DEBUG included, so a frame thread logging mid-packet waits for the GIL forever
+    while the closing thread waits for it: a futex deadlock that no Python timeout can interrupt (seen with
+    PyAV 14.1.0 on a raw H.264 stream that reopens to seek and in forked DataLoader workers; see PyAV-Org/PyAV#1849).
+    ``CodecContext.flush_buffers`` waits for those threads with the GIL released, so the free that follows has
+    nothing to wait for. The decoder is being discarded, so dropping its buffered frames loses nothing.
+    """
+    try:
+        if stream is not None and stream.codec_context is not None:
+            stream.codec_context.flush_buffers()
+    finally:
+        container.close()
+
+
 # -- display matrix / autorotation -------------------------------------------------------------------------
 def _c_round(x: float) -> float:
     return math.copysign(math.floor(abs(x) + 0.5), x)  # C's round(): half away from zero
@@ -527,7 +546,7 @@ def build_index(path: str, container, stream, *, autorotate: bool = True, reopen
             scan = _scan(scan_container, scan_stream)
         finally:
             if scan_container is not container:
-                scan_container.close()
+                close_container(scan_container, scan_stream)
         return _decode_index(path, container, stream, scan, tb, autorotate, header, estimate, num_video)
 
     if not entries:
@@ -740,7 +759,7 @@ class PyAVDecoder:
 
     def _reopen(self) -> None:
         self._gen = None
-        self._container.close()
+        close_container(self._container, self._stream)
         self._container = None
         self._container, self._stream = self._reopen_fn()  # at the start
 
@@ -920,6 +939,6 @@ class PyAVDecoder:
         self._gen = None
         if self._container is not None:
             try:
-                self._container.close()
+                close_container(self._container, self._stream)
             finally:
                 self._container = None
