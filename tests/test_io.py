@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from seqvision.errors import SeqVisionError
+from seqvision.config import DataConfig
+from seqvision.data import VideoDataset, VideoRecord
+from seqvision.errors import ArgumentError, ConfigError
 from seqvision.io import FrameBatch, VideoDecodeError, VideoMetadata, VideoReader
 import assets
 
@@ -190,9 +192,19 @@ def test_memory_guard_and_streaming(videos):
 def test_bad_options_and_indices(videos):
     path, _ = videos["vp9_webm"]
     for kw in (dict(backend="ffmpeg"), dict(resize="crop"), dict(dimension_order="CHW"), dict(size=(0, 4)),
-               dict(size="big"), dict(num_threads=-1)):
-        with pytest.raises(SeqVisionError):
+               dict(size="big"), dict(size=0), dict(num_threads=-1), dict(max_bytes=0), dict(autorotate="yes")):
+        (argument,) = kw
+        with pytest.raises(ArgumentError) as err:  # io names its own argument, not a config key (issue #13)
             VideoReader(path, **kw)
+        assert err.value.argument == argument and str(err.value).startswith(f"{argument}: ")
+        assert not isinstance(err.value, ConfigError)
+    # the same bad values through the config boundary name the data.* key (before any video is opened)
+    for fields in (dict(backend="ffmpeg"), dict(resize="crop"), dict(size=-4), dict(autorotate="yes"),
+                   dict(stream=1.5)):
+        (key,) = fields
+        with pytest.raises(ConfigError) as err:
+            VideoDataset.from_config(DataConfig(**fields), [VideoRecord(id="v", path=str(path))], train=False)
+        assert err.value.key == f"data.{key}"
     with VideoReader(path) as vr:
         with pytest.raises(VideoDecodeError, match="48"):
             vr.get_frames([3, 48])
@@ -304,7 +316,7 @@ def test_stream_choice_and_stream_option(tmp_path):
         assert abs(vr.fps - 5) < 1e-6
     with pytest.raises(VideoDecodeError, match="stream=2"):
         VideoReader(path, stream=2)
-    with pytest.raises(SeqVisionError, match="data.stream"):
+    with pytest.raises(ArgumentError, match="^stream: "):
         VideoReader(path, stream=-1)
 
 

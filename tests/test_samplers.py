@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from seqvision.errors import ConfigError
+from seqvision.config import DataConfig
+from seqvision.data import VideoDataset
+from seqvision.errors import ArgumentError, ConfigError
 from seqvision.io import SAMPLERS, SampledIndices, sample_indices
 
 LENGTHS = [1, 5, 16, 17, 100, 1001]
@@ -74,18 +76,36 @@ def test_fps_and_all():
     assert b.indices == list(range(b.indices[0], b.indices[0] + 16))
 
 
-@pytest.mark.parametrize("kwargs,key", [
+@pytest.mark.parametrize("kwargs,argument", [
+    (dict(sampler="nope"), "sampler"),
+    (dict(num_frames=0), "num_frames"),
+    (dict(stride=0, sampler="dense"), "stride"),
+    (dict(sampler="fps", fps=0.0, video_fps=25.0), "fps"),
+    (dict(sampler="fps", fps=2.0), "video_fps"),
+    (dict(short_policy="loop"), "short_policy"),
+    (dict(max_frames=-1), "max_frames"),
+])
+def test_bad_options_name_the_argument(kwargs, argument):
+    """io names its own argument (issue #13: no config keys below the config layer) ..."""
+    with pytest.raises(ArgumentError) as err:
+        sample_indices(100, **kwargs)
+    assert err.value.argument == argument and str(err.value).startswith(f"{argument}: ")
+    assert not isinstance(err.value, ConfigError)
+
+
+@pytest.mark.parametrize("fields,key", [
     (dict(sampler="nope"), "data.sampler"),
     (dict(num_frames=0), "data.num_frames"),
     (dict(stride=0, sampler="dense"), "data.stride"),
-    (dict(sampler="fps", fps=0.0, video_fps=25.0), "data.fps"),
-    (dict(sampler="fps", fps=2.0), "data.fps"),
+    (dict(sampler="fps", fps=0.0), "data.fps"),
     (dict(short_policy="loop"), "data.short_policy"),
     (dict(max_frames=-1), "data.max_frames"),
+    (dict(train_sampler="nope"), "data.train_sampler"),
 ])
-def test_bad_options_name_the_key(kwargs, key):
+def test_bad_options_through_the_config_name_the_key(fields, key):
+    """... and the same bad value through the config boundary (VideoDataset.from_config) names the data.* key."""
     with pytest.raises(ConfigError) as err:
-        sample_indices(100, **kwargs)
+        VideoDataset.from_config(DataConfig(**fields), [], train=True)
     assert err.value.key == key
 
 

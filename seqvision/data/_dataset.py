@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from ..config import DataConfig
 from ..errors import ArgumentError, ConfigError, DatasetError, SeqVisionError, VideoDecodeError
-from ..io import SAMPLERS, VideoReader, sample_indices
+from ..io import VideoReader, check_reader_options, sample_indices
 from ._collate import IGNORE_INDEX
 from ._records import VideoRecord
 from ._transforms import as_video, build_transform, plain
@@ -62,8 +62,10 @@ class VideoDataset(Dataset):
             workers, where the workers are the parallelism (more threads per worker only oversubscribe the cores).
 
     Raises:
-        ArgumentError: a bad ``on_error``, ``sampler``, ``backend`` or ``resize`` (named by ``argument``;
-            :meth:`from_config` reports the ``data.*`` key).
+        ArgumentError: a bad ``on_error``, a sampling option (from :func:`seqvision.io.sample_indices`) or a
+            reader option (``backend``, ``size``, ``resize``, ``stream``, ``autorotate``, ``decode_threads``;
+            from :func:`seqvision.io.check_reader_options`), named by ``argument``; :meth:`from_config` reports
+            the ``data.*`` key.
 
     Example:
         >>> ds = VideoDataset(index.split("train"), num_frames=16, size=112, sampler="random_segment")
@@ -92,12 +94,13 @@ class VideoDataset(Dataset):
     ):
         if on_error not in ("skip", "raise"):
             raise ArgumentError("on_error", f"got {on_error!r}; allowed: 'skip', 'raise'")
-        if sampler not in SAMPLERS:
-            raise ArgumentError("sampler", f"got {sampler!r}; allowed: {', '.join(map(repr, SAMPLERS))}")
-        if backend not in ("pyav", "decord"):
-            raise ArgumentError("backend", f"got {backend!r}; allowed: 'pyav', 'decord'")
-        if resize not in ("square", "short_side"):
-            raise ArgumentError("resize", f"got {resize!r}; allowed: 'square', 'short_side'")
+        try:  # the reader's options fail here, not at the first item (io names its own argument)
+            check_reader_options(backend=backend, size=size or None, resize=resize, num_threads=decode_threads,
+                                 stream=stream, autorotate=autorotate)
+        except ArgumentError as exc:
+            if exc.argument == "num_threads":
+                raise ArgumentError("decode_threads", exc.reason) from None
+            raise
         self.records = list(records)
         self.num_frames = num_frames
         self.sampler = sampler
@@ -115,7 +118,7 @@ class VideoDataset(Dataset):
         self.stream = stream  # VideoReader's stream= (None: the one the ffmpeg CLI picks)
         self.autorotate = autorotate
         self.epoch = 0
-        self._sample(100, 25.0, None)  # bad sampling options are a ConfigError now, not a skipped video later
+        self._sample(100, 25.0, None)  # bad sampling options fail now (ArgumentError), not as a skipped video later
 
     @classmethod
     def from_config(cls, data_cfg: DataConfig, records: Sequence[VideoRecord], *, train: bool,

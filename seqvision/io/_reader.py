@@ -11,11 +11,11 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from seqvision.errors import ConfigError, VideoDecodeError
+from seqvision.errors import ArgumentError, VideoDecodeError
 from seqvision.io._pyav_backend import FrameIndex, PyAVDecoder, build_index, finish_orientation, open_container
 from seqvision.io._types import FrameBatch, VideoMetadata
 
-__all__ = ["VideoReader", "DEFAULT_MAX_BYTES"]
+__all__ = ["VideoReader", "DEFAULT_MAX_BYTES", "check_reader_options"]
 
 DEFAULT_MAX_BYTES = 4 * 2**30  # 4 GiB of decoded frames per call
 
@@ -54,6 +54,8 @@ class VideoReader:
 
     Raises:
         VideoDecodeError: the file is missing, empty, not a video, has no video stream or no readable frames.
+        ArgumentError: a bad option, named by ``argument`` (see :func:`check_reader_options`); below the config
+            layer, so not spelled with ``data.*`` keys (``VideoDataset.from_config`` maps them).
 
     Example:
         >>> with VideoReader("clip.mp4", size=112) as vr:
@@ -76,20 +78,8 @@ class VideoReader:
         self._decoder = None
         self._container = None
         self.path = os.fspath(path)
-        if backend not in ("pyav", "decord"):
-            raise ConfigError("data.backend", f"got {backend!r}; allowed: 'pyav', 'decord'")
-        if resize not in ("square", "short_side"):
-            raise ConfigError("data.resize", f"got {resize!r}; allowed: 'square', 'short_side'")
-        if dimension_order not in ("NCHW", "NHWC"):
-            raise ConfigError("dimension_order", f"got {dimension_order!r}; allowed: 'NCHW', 'NHWC'")
-        if not isinstance(num_threads, int) or num_threads < 0:
-            raise ConfigError("num_threads", f"must be an int >= 0, got {num_threads!r}")
-        if max_bytes is not None and max_bytes <= 0:
-            raise ConfigError("max_bytes", f"must be > 0 or None, got {max_bytes!r}")
-        if stream is not None and (isinstance(stream, bool) or not isinstance(stream, int) or stream < 0):
-            raise ConfigError("data.stream", f"must be None or a stream index >= 0, got {stream!r}")
-        if not isinstance(autorotate, bool):
-            raise ConfigError("data.autorotate", f"must be true or false, got {autorotate!r}")
+        check_reader_options(backend=backend, size=size, resize=resize, num_threads=num_threads,
+                             dimension_order=dimension_order, max_bytes=max_bytes, stream=stream, autorotate=autorotate)
         self.dimension_order = dimension_order
         self.max_bytes = max_bytes
 
@@ -298,7 +288,7 @@ class VideoReader:
         The decoder keeps its position between chunks, so streaming a whole video decodes it once.
         """
         if chunk_size < 1:
-            raise ConfigError("chunk_size", f"must be >= 1, got {chunk_size!r}")
+            raise ArgumentError("chunk_size", f"must be >= 1, got {chunk_size!r}")
         idx = list(range(len(self))) if indices is None else self._check_indices(indices)
         for start in range(0, len(idx), chunk_size):
             yield self.get_frame_batch(idx[start : start + chunk_size])
@@ -336,6 +326,33 @@ class VideoReader:
                 f"{i.width}x{i.height} {i.codec} @ {i.fps:.3g} fps, output={self._size or (i.height, i.width)})")
 
 
+def check_reader_options(*, backend: str = "pyav", size=None, resize: str = "square", num_threads: int = 0,
+                         dimension_order: str = "NCHW", max_bytes: int | None = DEFAULT_MAX_BYTES,
+                         stream: int | None = None, autorotate: bool = True) -> None:
+    """Check :class:`VideoReader`'s options without opening a file (the reader calls it first; a dataset can call
+    it up front, so a bad option fails at construction rather than at the first item).
+
+    Raises:
+        ArgumentError: a bad option, named by ``argument`` (``"backend"``, ``"size"``, ``"resize"``,
+            ``"num_threads"``, ``"dimension_order"``, ``"max_bytes"``, ``"stream"``, ``"autorotate"``).
+    """
+    if backend not in ("pyav", "decord"):
+        raise ArgumentError("backend", f"got {backend!r}; allowed: 'pyav', 'decord'")
+    if resize not in ("square", "short_side"):
+        raise ArgumentError("resize", f"got {resize!r}; allowed: 'square', 'short_side'")
+    if dimension_order not in ("NCHW", "NHWC"):
+        raise ArgumentError("dimension_order", f"got {dimension_order!r}; allowed: 'NCHW', 'NHWC'")
+    if not isinstance(num_threads, int) or num_threads < 0:
+        raise ArgumentError("num_threads", f"must be an int >= 0, got {num_threads!r}")
+    if max_bytes is not None and max_bytes <= 0:
+        raise ArgumentError("max_bytes", f"must be > 0 or None, got {max_bytes!r}")
+    if stream is not None and (isinstance(stream, bool) or not isinstance(stream, int) or stream < 0):
+        raise ArgumentError("stream", f"must be None or a stream index >= 0, got {stream!r}")
+    if not isinstance(autorotate, bool):
+        raise ArgumentError("autorotate", f"must be true or false, got {autorotate!r}")
+    _output_size(size, resize, 2, 2)  # the size's form and range (the video's own H, W do not matter here)
+
+
 def _output_size(size, resize: str, height: int, width: int) -> tuple[int, int] | None:
     """The ``(H, W)`` to resize to, or None for the native size."""
     if size is None:
@@ -343,7 +360,7 @@ def _output_size(size, resize: str, height: int, width: int) -> tuple[int, int] 
     if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
         s = int(size)
         if s < 1:
-            raise ConfigError("data.size", f"must be >= 1, got {s}")
+            raise ArgumentError("size", f"must be >= 1, got {s}")
         if resize == "square":
             return (s, s)
         if height <= width:
@@ -352,6 +369,6 @@ def _output_size(size, resize: str, height: int, width: int) -> tuple[int, int] 
     if isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(v, (int, np.integer)) for v in size):
         h, w = int(size[0]), int(size[1])
         if h < 1 or w < 1:
-            raise ConfigError("data.size", f"(H, W) must be >= 1, got {tuple(size)}")
+            raise ArgumentError("size", f"(H, W) must be >= 1, got {tuple(size)}")
         return (h, w)
-    raise ConfigError("data.size", f"must be None, an int or (H, W), got {size!r}")
+    raise ArgumentError("size", f"must be None, an int or (H, W), got {size!r}")

@@ -7,7 +7,7 @@ from typing import Literal
 
 import numpy as np
 
-from seqvision.errors import ConfigError
+from seqvision.errors import ArgumentError
 from seqvision.io._types import SampledIndices
 
 __all__ = ["sample_indices", "SAMPLERS"]
@@ -17,7 +17,7 @@ SAMPLERS = ("uniform", "random_segment", "dense", "fps", "all")
 
 def _check(ok: bool, key: str, reason: str) -> None:
     if not ok:
-        raise ConfigError(f"data.{key}", reason)
+        raise ArgumentError(key, reason)
 
 
 def _finish(real: list[int], target: int, short_policy: str) -> SampledIndices:
@@ -83,7 +83,9 @@ def sample_indices(
     Returns:
         ``SampledIndices(indices, length)``; ``indices`` is sorted (non-decreasing) and in ``[0, N)``.
     Raises:
-        ConfigError: a bad option, naming the ``data.*`` key it corresponds to.
+        ArgumentError: a bad option, named by ``argument`` (``"sampler"``, ``"num_frames"``, ``"fps"``, ...;
+            ``"video_fps"`` when the ``"fps"`` sampler gets no frame rate). ``VideoDataset.from_config`` reports
+            the ``data.*`` key of the same name.
 
     Example:
         >>> sample_indices(100, num_frames=4).indices
@@ -124,7 +126,7 @@ def sample_indices(
     if sampler == "fps":
         _check(fps > 0, "fps", f"must be > 0 for the 'fps' sampler, got {fps!r}")
         if video_fps is None or not video_fps > 0:
-            raise ConfigError("data.fps", f"the 'fps' sampler needs the video's frame rate (video_fps), got {video_fps!r}")
+            raise ArgumentError("video_fps", f"the 'fps' sampler needs the video's frame rate (video_fps), got {video_fps!r}")
         step = video_fps / fps  # video frames per sample
         count = max(1, int(math.floor((n - 1) / step)) + 1)
         times = [min(n - 1, int(math.floor(k * step + 1e-9))) for k in range(count)]
