@@ -10,21 +10,26 @@ import warnings
 import numpy as np
 import torch
 
-from .errors import ConfigError
+from .errors import ArgumentError
 
 __all__ = ["select_device", "autocast", "seed_everything"]
 
 
 def select_device(name: str = "auto") -> torch.device:
-    """``"auto"`` picks CUDA when present, else CPU; anything else is checked to exist."""
+    """``"auto"`` picks CUDA when present, else CPU; anything else is checked to exist.
+
+    Raises:
+        ArgumentError: (argument ``device``) not a device name, or CUDA asked for on a machine without it. The
+            CLI reports it with exit status 2; ``train.device`` holds the name in a config.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ConfigError("train.device", f"not a device: {name!r}; allowed: 'auto', 'cpu', 'cuda', 'cuda:N'") from None
+        raise ArgumentError("device", f"not a device: {name!r}; allowed: 'auto', 'cpu', 'cuda', 'cuda:N'") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device", f"{name!r} asked for, but CUDA is not available on this machine")
+        raise ArgumentError("device", f"{name!r} asked for, but CUDA is not available on this machine")
     return device
 
 

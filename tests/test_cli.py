@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
@@ -10,6 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+from seqvision.errors import ArgumentError, ConfigError
+from seqvision.runtime import select_device
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -144,3 +149,27 @@ def test_cli_end_to_end(tmp_path):
     assert "attention.png" in pngs and any(p.startswith("gates_layer0") for p in pngs)
     for p in (tmp_path / "insp").glob("*.png"):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_commands_import_at_the_top():
+    """Issue #13: imports at the top; an import inside a function is a deliberately lazy heavy one, marked
+    ``# lazy: <why>`` on its line."""
+    for name in ("_commands.py",):
+        path = ROOT / "seqvision" / "cli" / name
+        lines = path.read_text().splitlines()
+        tree = ast.parse("\n".join(lines))
+        inner = [node for fn in ast.walk(tree) if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+                 for node in ast.walk(fn) if isinstance(node, (ast.Import, ast.ImportFrom))]
+        unmarked = [f"{name}:{n.lineno}: {lines[n.lineno - 1].strip()}" for n in inner
+                    if "# lazy: " not in lines[n.lineno - 1]]
+        assert not unmarked, "imports inside functions without a '# lazy: <why>' mark:\n" + "\n".join(unmarked)
+
+
+def test_select_device_names_its_argument():
+    """runtime is below the config layer: its error names the argument (``device``), not ``train.device``."""
+    with pytest.raises(ArgumentError) as err:
+        select_device("tpu")
+    assert err.value.argument == "device" and "'tpu'" in str(err.value) and not isinstance(err.value, ConfigError)
+    if not torch.cuda.is_available():
+        with pytest.raises(ArgumentError, match="^device: 'cuda' asked for, but CUDA is not available"):
+            select_device("cuda")

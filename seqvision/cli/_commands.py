@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
+import os
 import platform
 import shutil
 import sys
@@ -12,9 +13,23 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import av
+import numpy as np
+import torch
+
+from .. import __version__
 from ..config import check_paths, load_config
+from ..data import make_synthetic_dataset
 from ..data.realdata import make_realdata
+from ..data.synth import _encode
 from ..errors import ConfigError, SeqVisionError
+from ..features import FrameEncoder, extract_features, list_encoders
+from ..io import VideoReader
+from ..runtime import select_device
+from ._stream import export_command, stream_command, window_command
+
+# Not imported here: seqvision.train (and ._predict, ._demo, which import it) pulls matplotlib and pycocoevalcap,
+# about +0.4 s on top of the rest; only train / eval / predict / inspect / demo pay for it (marked ``lazy:``).
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
 
@@ -46,8 +61,6 @@ def cmd_realdata(args) -> int:
 
 
 def cmd_synth(args) -> int:
-    from ..data import make_synthetic_dataset
-
     manifest = make_synthetic_dataset(args.out, num_videos=args.num_videos, seed=args.seed, size=args.size,
                                       min_frames=args.min_frames, max_frames=args.max_frames, fps=args.fps)
     rows = [json.loads(line) for line in Path(manifest).read_text().splitlines() if line.strip()]
@@ -62,8 +75,6 @@ def cmd_synth(args) -> int:
 
 
 def cmd_extract(args) -> int:
-    from ..features import extract_features
-
     cfg = _config(args)
     check_paths(cfg)
     summary = extract_features(cfg, splits=args.split)
@@ -72,20 +83,18 @@ def cmd_extract(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from ..train import train
+    from ..train import train  # lazy: seqvision.train pulls matplotlib + pycocoevalcap (~0.4 s), see the top
 
     cfg = _config(args)
     check_paths(cfg)
     result = train(cfg, resume=args.resume, progress=cfg.train.progress)
-    import os
-
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary, not one per rank
         print(result)
     return 0
 
 
 def cmd_eval(args) -> int:
-    from ..train import evaluate
+    from ..train import evaluate  # lazy: seqvision.train pulls matplotlib + pycocoevalcap (~0.4 s), see the top
 
     result = evaluate(args.checkpoint, split=args.split, cfg_overrides=args.overrides, out=args.out,
                       progress=not args.json)
@@ -115,12 +124,10 @@ def collect_videos(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]
 
 
 def cmd_predict(args) -> int:
-    from ._predict import predict_videos
+    from ._predict import predict_videos  # lazy: imports seqvision.train (~0.4 s), see the top
 
     videos, problems = collect_videos(args.inputs)
     if getattr(args, "window", None):  # long untrimmed videos, window by window (seqvision.stream)
-        from ._stream import window_command
-
         return window_command(args, videos, problems)
     opts = {"top_k": args.top_k} if args.mode == "classify" else {"beam_size": args.beam_size}
     results, failed = predict_videos(args.checkpoint, videos, mode=args.mode, device=args.device,
@@ -144,7 +151,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from ._predict import inspect_video
+    from ._predict import inspect_video  # lazy: imports seqvision.train (~0.4 s), see the top
 
     written = inspect_video(args.checkpoint, args.video, out=args.out)
     for path in written:
@@ -153,14 +160,10 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_stream(args) -> int:
-    from ._stream import stream_command
-
     return stream_command(args)
 
 
 def cmd_export(args) -> int:
-    from ._stream import export_command
-
     return export_command(args)
 
 
@@ -190,12 +193,8 @@ def _dist_version(name: str) -> str | None:
         return None
 
 
-def _info_clip(folder: Path) -> tuple[Path, "np.ndarray"]:
+def _info_clip(folder: Path) -> tuple[Path, np.ndarray]:
     """A 16-frame 64x64 H.264 clip with a moving square (PyAV's encoder); returns its path and the RGB frames."""
-    import numpy as np
-
-    from ..data.synth import _encode
-
     t, size = 16, 64
     yy, xx = np.mgrid[0:size, 0:size]
     frames = np.zeros((t, size, size, 3), np.uint8)  # (T, H, W, 3)
@@ -208,12 +207,8 @@ def _info_clip(folder: Path) -> tuple[Path, "np.ndarray"]:
     return path, frames
 
 
-def _check_decode(path: Path, frames, backend: str, reference=None) -> tuple[str, "np.ndarray"]:
+def _check_decode(path: Path, frames, backend: str, reference=None) -> tuple[str, np.ndarray]:
     """Decode every frame of ``path`` with ``backend`` through VideoReader; compare with the encoded frames."""
-    import numpy as np
-
-    from ..io import VideoReader
-
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # a silent fallback to another backend is a failure here
         with VideoReader(path, backend=backend, dimension_order="NHWC") as vr:
@@ -237,11 +232,6 @@ def _check_decode(path: Path, frames, backend: str, reference=None) -> tuple[str
 
 def _check_encoder(device_name: str) -> str:
     """A random-init resnet18 FrameEncoder forward on the device: (1, 4, 3, 64, 64) uint8 -> (1, 4, 512)."""
-    import torch
-
-    from ..features import FrameEncoder
-    from ..runtime import select_device
-
     device = select_device(device_name)
     encoder = FrameEncoder("resnet18", weights="none", seed=0).to(device).eval()
     video = torch.randint(0, 256, (1, 4, 3, 64, 64), dtype=torch.uint8, device=device)  # (B, T, C, H, W)
@@ -257,8 +247,6 @@ def cmd_info(args) -> int:
     """Versions, then real checks: encode a tiny clip, decode it with every installed backend, run an encoder
     forward on ``--device``. Exit 1 when a required check fails (a missing required package, PyAV, the encoder);
     an optional backend that fails is shown but does not change the exit code."""
-    from .. import __version__
-
     print(f"seqvision     {__version__}")
     print(f"python        {platform.python_version()} ({platform.machine()}, {platform.system()})")
     failed: list[str] = []
@@ -271,8 +259,6 @@ def cmd_info(args) -> int:
     if failed:
         print(f"FAIL: required packages missing: {', '.join(failed)} (pip install seqvision)")
         return 1
-    from ..features import list_encoders
-
     print(f"encoders      {len(list_encoders())} (torchvision's classifiers and efficientnet_lite0)")
 
     def check(label: str, required: bool, fn, *a):
@@ -307,16 +293,12 @@ def cmd_info(args) -> int:
 
 
 def _libavcodec() -> str:
-    import av
-
     v = av.library_versions.get("libavcodec")
     return ".".join(map(str, v)) if v else "?"
 
 
 def cmd_demo(args) -> int:
-    import os
-
-    from ._demo import run_demo
+    from ._demo import run_demo  # lazy: imports seqvision.train (~0.4 s), see the top
 
     small = args.small or os.environ.get("SEQVISION_DEMO_SMALL", "") not in ("", "0")
     report = run_demo(args.out, small=small, device=args.device)
