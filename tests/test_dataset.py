@@ -34,7 +34,8 @@ def folder_with_bad_file(tmp_path_factory) -> Path:
 @pytest.mark.skipif(not decord_available(), reason="decord is not installed")
 def test_decord_workers_survive_a_parent_that_used_decord(tmp_path):
     """decord is not fork-safe: workers forked after the parent decoded with it died with SIGSEGV (3 of 3 runs).
-    The loaders take worker_context(), which starts decord workers with spawn."""
+    The loaders take worker_context(), which spawns workers that decode with decord, and every worker once this
+    process has used decord (a forked pyav worker died too: the newest-environment CI run)."""
     path = assets.make_color_video(tmp_path / "a.mp4", num_frames=12, size=(48, 64), seed=7)
     with VideoReader(path, backend="decord") as vr:
         assert vr.backend == "decord" and vr.get_frames([0, 5]).shape == (2, 3, 48, 64)
@@ -42,18 +43,23 @@ def test_decord_workers_survive_a_parent_that_used_decord(tmp_path):
                            start=None, end=None) for i in range(4)]
     ds = VideoDataset(records, num_frames=4, size=32, backend="decord")
     assert worker_context(ds, 2) == "spawn" and worker_context(ds, 0) is None
-    assert worker_context(VideoDataset(records, backend="pyav"), 2) is None
+    pyav_ds = VideoDataset(records, num_frames=4, size=32, backend="pyav")
+    assert worker_context(pyav_ds, 2) == "spawn"  # this process has used decord: no forked worker is safe now
     loader = DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate,
                         multiprocessing_context=worker_context(ds, 2))
     batches = list(loader)
     assert [b["video"].shape for b in batches] == [(2, 4, 3, 32, 32)] * 2 and not any(b["errors"] for b in batches)
+    pyav_loader = DataLoader(pyav_ds, batch_size=2, num_workers=2, collate_fn=collate,
+                             multiprocessing_context=worker_context(pyav_ds, 2))
+    assert [b["video"].shape for b in pyav_loader] == [(2, 4, 3, 32, 32)] * 2
 
 
 def test_dataloader_with_workers_reports_exactly_the_bad_file(folder_with_bad_file):
     index = load_index(DataConfig(format="folder", root=str(folder_with_bad_file), val_fraction=0, test_fraction=0))
     assert len(index.records) == 6
     ds = VideoDataset(index.records, num_frames=8, size=32, sampler="random_segment", seed=0)
-    loader = DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate)
+    loader = DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate,
+                        multiprocessing_context=worker_context(ds, 2))  # as the product's loaders do
     report = ErrorReport()
     loaded = []
     for batch in loader:

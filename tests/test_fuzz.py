@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import fuzzing
-from seqvision.data import ErrorReport, VideoDataset, VideoRecord, collate
+from seqvision.data import ErrorReport, VideoDataset, VideoRecord, collate, worker_context
 
 COUNT = 55  # mutated files in the normal suite (5 per mutation kind)
 SEED = 0
@@ -89,10 +89,9 @@ def test_dataset_fuzz_two_workers(mutants, backend):
     records = [VideoRecord(id=m.path.stem, path=str(m.path), label=i % 3) for i, m in enumerate(mutants)]
     ds = VideoDataset(records, num_frames=NUM_FRAMES, size=SIZE, backend=backend, on_error="skip", seed=None)
     # decord is not fork-safe: once this process has used it (test_conformance does, earlier in the suite), a
-    # forked worker that decodes with decord can die with SIGSEGV; its workers start fresh ("spawn") instead
-    context = "spawn" if backend == "decord" else None
+    # forked worker can die with SIGSEGV; worker_context() spawns them then, as the product's loaders do
     loader = DataLoader(ds, batch_size=4, num_workers=2, collate_fn=collate, timeout=120,
-                        multiprocessing_context=context)
+                        multiprocessing_context=worker_context(ds, 2))
     report = ErrorReport()
     seen: dict[str, str] = {}
     with warnings.catch_warnings():

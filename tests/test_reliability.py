@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 import assets
 from seqvision.config import DataConfig, check_paths, config_from_dict, config_to_dict, load_config
-from seqvision.data import ErrorReport, VideoDataset, VideoRecord, collate, load_index
+from seqvision.data import ErrorReport, VideoDataset, VideoRecord, collate, load_index, worker_context
 from seqvision.errors import CacheError, CheckpointError, ConfigError, VideoDecodeError
 from seqvision.io import VideoReader, sample_indices
 
@@ -56,7 +56,8 @@ def test_folder_dataset_reports_exactly_the_bad_files(tmp_path):
     assert index.label_names == ["jump", "run"]
     assert sorted(r.path for r in index.records) == sorted(str(p) for p in good + bad)
     ds = VideoDataset(index.records, num_frames=6, size=32, on_error="skip", seed=None)
-    loader = DataLoader(ds, batch_size=3, num_workers=2, collate_fn=collate, timeout=120)
+    loader = DataLoader(ds, batch_size=3, num_workers=2, collate_fn=collate, timeout=120,
+                        multiprocessing_context=worker_context(ds, 2))  # as the product's loaders do
     report = ErrorReport()
     decoded = []
     with warnings.catch_warnings():

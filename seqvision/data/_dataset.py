@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from ..config import DataConfig
 from ..errors import ArgumentError, ConfigError, DatasetError, SeqVisionError, VideoDecodeError
-from ..io import VideoReader, check_reader_options, sample_indices
+from ..io import VideoReader, check_reader_options, decord_used, sample_indices
 from ._collate import IGNORE_INDEX
 from ._records import VideoRecord
 from ._transforms import as_video, build_transform, plain
@@ -224,8 +224,11 @@ class VideoDataset(Dataset):
 def worker_context(dataset, num_workers: int) -> str | None:
     """The DataLoader ``multiprocessing_context`` for ``dataset`` with ``num_workers`` workers.
 
-    ``"spawn"`` when the workers decode with decord: decord is not fork-safe (a worker forked after the parent
-    process used decord dies with SIGSEGV), so its workers start fresh; else None (the platform's default).
+    ``"spawn"`` when the workers decode with decord or this process has used decord: decord is not fork-safe (a
+    worker forked after the parent process used decord dies with SIGSEGV, whatever the worker decodes with), so
+    those workers start fresh; else None (the platform's default).
     """
-    return "spawn" if num_workers > 0 and getattr(dataset, "backend", None) == "decord" else None
+    if num_workers <= 0:
+        return None
+    return "spawn" if getattr(dataset, "backend", None) == "decord" or decord_used() else None
 

@@ -5,11 +5,13 @@ backend; ``sample_indices`` chooses which frames a clip uses. Imports nothing fr
 """
 
 from seqvision.errors import VideoDecodeError
+from seqvision.io._decord_backend import decord_used
 from seqvision.io._reader import DEFAULT_MAX_BYTES, VideoReader, check_reader_options
 from seqvision.io._samplers import SAMPLERS, sample_indices
 from seqvision.io._types import FrameBatch, SampledIndices, VideoMetadata
 
 __all__ = [
+    "decord_used",
     "VideoReader",
     "check_reader_options",
     "VideoDecodeError",

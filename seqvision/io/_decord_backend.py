@@ -17,6 +17,15 @@ from seqvision.io._pyav_backend import _REFORMAT_KWARGS, FrameIndex
 __all__ = ["DecordDecoder", "decord_available"]
 
 
+_USED = False  # set once this process opens a file with decord
+
+
+def decord_used() -> bool:
+    """Whether this process has opened a file with decord. decord is not fork-safe: a process forked after it
+    (a DataLoader worker, whatever it decodes with) can die with SIGSEGV, so such workers must be spawned."""
+    return _USED
+
+
 def decord_available() -> bool:
     try:
         import decord  # noqa: F401
@@ -108,6 +117,8 @@ class DecordDecoder:
     def _open(path, size, num_threads):
         import decord
 
+        global _USED
+        _USED = True
         height, width = size if size is not None else (-1, -1)
         return decord.VideoReader(path, ctx=decord.cpu(0), width=width, height=height, num_threads=int(num_threads))
 
