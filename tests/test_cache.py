@@ -19,7 +19,6 @@ from seqvision.data import VideoDataset, collate, load_index, make_synthetic_dat
 from seqvision.errors import CacheError
 from seqvision.features import FeatureCache, FeatureDataset, FrameEncoder, cache_settings, extract_features
 from seqvision.features._extract import _make_encoder, device_resize, feature_cache
-from seqvision.io import VideoReader
 
 ENCODER = "mobilenet_v3_small"  # small and fast at 32 px
 
