@@ -121,14 +121,22 @@ class SequenceStepExport(nn.Module):
     the next state ``next_0..next_n`` (feed them back). Start from :func:`initial_state` (``export.json`` lists
     each tensor's shape and initial value)."""
 
-    def __init__(self, model, spec):
+    def __init__(self, model, spec, none_at=()):
         super().__init__()
         self.model = model
         self.spec = spec
+        self.none_at = frozenset(none_at)  # leaves of the state that are None (a stateless head: last), not inputs
 
     def forward(self, x: torch.Tensor, *state: torch.Tensor):
-        logits, new = self.model.step(x, tree_unflatten(list(state), self.spec))
-        return (logits, *tree_flatten(new)[0])
+        given = iter(state)
+        leaves = [None if i in self.none_at else next(given) for i in range(self.spec.num_leaves)]
+        logits, new = self.model.step(x, tree_unflatten(leaves, self.spec))
+        return (logits, *_tensor_leaves(new))
+
+
+def _tensor_leaves(state) -> list[torch.Tensor]:
+    """The state's tensors in flattening order, without the None a stateless part carries."""
+    return [leaf for leaf in tree_flatten(state)[0] if leaf is not None]
 
 
 class CaptionEncoderExport(nn.Module):
@@ -263,7 +271,9 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
         parts.append(("sequence_model", seq, {"features": feats}, {"features": feats_check}, ["logits"],
                       {"features": {0: "B", 1: "T"}, "logits": logits_axes}))
         if not model.encoder.bidirectional:  # the online form: one frame in, the state carried
-            leaves, spec = tree_flatten(initial_state(model, 2))
+            all_leaves, spec = tree_flatten(initial_state(model, 2))
+            none_at = [i for i, leaf in enumerate(all_leaves) if leaf is None]
+            leaves = [leaf for leaf in all_leaves if leaf is not None]
             with torch.no_grad():  # a state some frames into a stream, so the check covers real values
                 st = initial_state(model, 3)
                 for t in range(4):
@@ -272,9 +282,9 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
             step_axes = {"x": {0: "B"}, "logits": {0: "B"}}
             for i, leaf in enumerate(leaves):
                 step_axes[f"state_{i}"] = step_axes[f"next_{i}"] = {leaf.dim() - 2 if leaf.dim() == 3 else 0: "B"}
-            parts.append(("sequence_step", SequenceStepExport(model, spec).eval(),
+            parts.append(("sequence_step", SequenceStepExport(model, spec, none_at).eval(),
                           {"x": torch.randn(2, D, generator=gen), **dict(zip(names, leaves))},
-                          {"x": torch.randn(3, D, generator=gen), **dict(zip(names, tree_flatten(st)[0]))},
+                          {"x": torch.randn(3, D, generator=gen), **dict(zip(names, _tensor_leaves(st)))},
                           ["logits"] + [f"next_{i}" for i in range(len(leaves))], step_axes))
             report_state = [{"name": n, "shape": [("B" if d == (leaf.dim() - 2 if leaf.dim() == 3 else 0) else
                                                    int(leaf.shape[d])) for d in range(leaf.dim())],

@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 import torch
 
+from seqvision.config import load_config
 from seqvision.export import export_checkpoint
 from seqvision.stream import OnlinePredictor
+from seqvision.train import train
 from stream_checkpoints import offline_features, tiny_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,3 +118,20 @@ def test_cli_export_torchscript(ckpts, tmp_path):
     report = json.loads(out.stdout)
     model = torch.jit.load(str(tmp_path / "ts" / "sequence_model.pt"))
     assert model(torch.zeros(4, 9, report["feature_dim"])).shape == (4, len(report["labels"]))
+
+
+@pytest.mark.parametrize("fmt", [pytest.param("onnx", marks=needs_ort), "torchscript"])
+def test_step_export_of_a_last_step_head(ckpts, tmp_path, fmt):
+    """`head: last` (the shipped classify config's head) carries no pooling state: its None is not a graph input.
+    Before, export crashed on it (`'NoneType' object has no attribute 'dim'`, found by a new-user trial)."""
+    root = Path(ckpts["classify"]).parents[1] / "synth"  # the tiny synthetic set the other checkpoints used
+    cfg = load_config(overrides=[
+        "data.format=synthetic", f"data.root={root}", "data.num_frames=4", "data.size=32", "data.num_workers=0",
+        "encoder.name=resnet18", "encoder.weights=none", f"data.cache_dir={tmp_path / 'cache'}", "model.hidden=8",
+        "model.task=classify", "model.head=last", "train.epochs=1", "train.batch_size=8", "train.device=cpu",
+        "train.progress=false", f"out={tmp_path / 'run'}"])
+    report = export_checkpoint(train(cfg, progress=False).best_checkpoint, tmp_path / "out", formats=[fmt])
+    assert f"sequence_step.{fmt}" in report["max_abs_diff"]
+    assert all(d <= 1e-4 for d in report["max_abs_diff"].values()), report["max_abs_diff"]
+    state = json.loads((tmp_path / "out" / "export.json").read_text())
+    assert state["task"] == "classify"
