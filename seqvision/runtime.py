@@ -15,21 +15,25 @@ from .errors import ArgumentError
 __all__ = ["select_device", "autocast", "seed_everything"]
 
 
-def select_device(name: str = "auto") -> torch.device:
+def select_device(name: str = "auto", *, key: str = "device") -> torch.device:
     """``"auto"`` picks CUDA when present, else CPU; anything else is checked to exist.
 
+    Args:
+        name: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+        key: what the error names: the CLI option (``device``) or the config key (``train.device``).
+
     Raises:
-        ArgumentError: (argument ``device``) not a device name, or CUDA asked for on a machine without it. The
-            CLI reports it with exit status 2; ``train.device`` holds the name in a config.
+        ArgumentError: (named ``key``) not a device name, or CUDA asked for on a machine without it. The CLI
+            reports it with exit status 2.
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ArgumentError("device", f"not a device: {name!r}; allowed: 'auto', 'cpu', 'cuda', 'cuda:N'") from None
+        raise ArgumentError(key, f"not a device: {name!r}; allowed: 'auto', 'cpu', 'cuda', 'cuda:N'") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ArgumentError("device", f"{name!r} asked for, but CUDA is not available on this machine")
+        raise ArgumentError(key, f"{name!r} asked for, but CUDA is not available on this machine")
     return device
 
 

@@ -173,3 +173,14 @@ def test_select_device_names_its_argument():
     if not torch.cuda.is_available():
         with pytest.raises(ArgumentError, match="^device: 'cuda' asked for, but CUDA is not available"):
             select_device("cuda")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_config_device_error_names_the_config_key(tmp_path):
+    """From a config run the same error names ``train.device``, the key the user has to change."""
+    data = tmp_path / "data"
+    run("synth", "--out", data, "--num-videos", 6, "--size", 32, "--min-frames", 6, "--max-frames", 8)
+    out = run("train", "--config", "configs/synthetic_classify.yaml", *_tiny_overrides(data, tmp_path / "run", "classify"),
+              "--set", "train.device=cuda", check=False)
+    assert out.returncode == 2, out.stderr
+    assert "train.device: 'cuda' asked for, but CUDA is not available" in out.stderr, out.stderr

@@ -79,7 +79,7 @@ class FeatureDataset(Dataset):
     def from_config(cls, cfg: Config, split: str, *, verify: bool = True) -> "FeatureDataset":
         """The cached features of one split, for the settings in ``cfg`` (see :func:`extract_features`)."""
         index = load_index(cfg.data, seed=cfg.seed)
-        cache = feature_cache(cfg, select_device(cfg.train.device))
+        cache = feature_cache(cfg, select_device(cfg.train.device, key="train.device"))
         return cls(cache, index.split(split), label_names=index.label_names,
                    frame_label_names=index.frame_label_names, verify=verify,
                    hint=f" (seqvision extract --config <your config> --split {split})")

@@ -306,7 +306,7 @@ def extract_features(cfg: Config, *, splits: list[str] | str | None = None, prog
     if dtype not in _DTYPES:
         raise ValueError(f"extract_features: dtype must be one of {_DTYPES}, got {dtype!r}")
     rank, world_size = _dist_shard(rank, world_size)
-    dev = select_device(device or cfg.train.device)
+    dev = select_device(device or cfg.train.device, key="device" if device else "train.device")
     resize_on = _resize_on(dev, cfg.encoder)
     cache = feature_cache(cfg, dev, dtype=dtype)
     cache.prepare()

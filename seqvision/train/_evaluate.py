@@ -75,7 +75,7 @@ def evaluate(checkpoint_path: str | os.PathLike, *, split: str | None = None, cf
     split = split or cfg.eval.split or cfg.data.test_split
     out_dir = Path(out) if out else path.parent / f"eval_{split}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = select_device(cfg.train.device)
+    device = select_device(cfg.train.device, key="train.device")
     task = checkpoint_task(ckpt, path=path)
     model = model_from_checkpoint(ckpt, cfg, task, path=path).to(device).eval()
     encoder = encoder_from_checkpoint(ckpt, cfg, path=path).to(device).eval() if cfg.train.input == "video" else None

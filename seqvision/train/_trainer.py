@@ -156,7 +156,7 @@ class Trainer:
         self.cfg = cfg
         self.progress = bool(progress and cfg.train.progress)
         self.callbacks = list(callbacks)
-        self.dist = dist_utils.init_from_env(device=cfg.train.device)
+        self.dist = dist_utils.init_from_env(device=cfg.train.device, device_key="train.device")
         self.device = self.dist.device
         self.is_main = self.dist.is_main
         self.out = Path(cfg.out)

@@ -59,13 +59,15 @@ def _env_int(name: str, default: int) -> int:
         return default
 
 
-def init_from_env(*, device: str = "auto", backend: str | None = None, timeout_s: float = 1800.0) -> DistInfo:
+def init_from_env(*, device: str = "auto", backend: str | None = None, timeout_s: float = 1800.0,
+                  device_key: str = "device") -> DistInfo:
     """Join the process group described by the torchrun environment variables, or stay single-process.
 
     Args:
         device: ``"auto"``, ``"cpu"``, ``"cuda"``... With several processes on CUDA each takes ``cuda:LOCAL_RANK``.
         backend: ``"gloo"`` / ``"nccl"``; default NCCL for CUDA, gloo for CPU.
         timeout_s: collective timeout.
+        device_key: what a bad ``device`` is called in the error (``train.device`` from a config).
 
     Returns:
         A :class:`DistInfo`. Calling it again when the group already exists returns the current state.
@@ -73,7 +75,7 @@ def init_from_env(*, device: str = "auto", backend: str | None = None, timeout_s
     world_size = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", rank)
-    dev = select_device(device)
+    dev = select_device(device, key=device_key)
     if world_size <= 1 and not dist.is_initialized():
         return DistInfo(rank=0, world_size=1, local_rank=0, backend="", device=dev)
     if dev.type == "cuda":
