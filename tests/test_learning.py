@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from seqvision.baselines import BASELINE_METRIC, linear_probe, run_baseline
+from seqvision.baselines import BASELINE_METRIC, format_baseline, linear_probe, run_baseline
 from seqvision.config import load_config
 from seqvision.data import load_index, make_synthetic_dataset
 from seqvision.data.vocab import Vocabulary
@@ -179,3 +179,23 @@ def test_linear_probe_against_closed_form():
     assert out["metric"] == "frame_accuracy" and out["score"] == 1.0
     with pytest.raises(ValueError, match="task"):
         run_baseline("segment", samples, samples)
+
+
+def test_baseline_reads_a_bounded_subset_of_a_large_split():
+    """A split bigger than ``max_values`` numbers is read as a seeded subset that fits (never all of it into
+    memory); the probe still learns from it and the result says so."""
+    g = torch.Generator().manual_seed(1)
+    read = []
+
+    class Split(list):
+        def __getitem__(self, i):
+            read.append(i)
+            return list.__getitem__(self, i)
+
+    samples = [{"features": torch.randn(8, 16, generator=g) + 3 * int(k % 2), "length": 8, "label": k % 2}
+               for k in range(600)]
+    out = run_baseline("classify", Split(samples[:500]), samples[500:], max_values=100 * 8 * 16)
+    assert out["subsampled"] and out["num_train"] == 100 and out["num_val"] == 100 and out["score"] == 1.0
+    assert len(set(read)) <= 1 + 100, len(set(read))  # the shape probe and the subset, not 500 clips
+    assert "random subset: 100 train, 100 val clips" in format_baseline(out)
+    assert not run_baseline("classify", samples[:50], samples[50:60])["subsampled"]
