@@ -15,7 +15,8 @@ from av.video.reformatter import VideoReformatter
 from ..config import Config
 from ..data import build_transform
 from ..errors import SeqVisionError
-from ..io._pyav_backend import _REFORMAT_KWARGS  # threads= only on PyAV >= 17
+from ..io._pyav_backend import (  # _REFORMAT_KWARGS: threads= only on PyAV >= 17
+    _REFORMAT_KWARGS, TRANSPOSING, _display_matrix, display_transform, orient)
 from ..runtime import select_device
 from ..tasks import Task, get_task, named_top_k
 from ..train import load_model
@@ -59,11 +60,16 @@ def check_streamable(model: torch.nn.Module, *, source: str = "<checkpoint>") ->
 
 
 class FramePreparer:
-    """Turns a frame into the model's input exactly as the training data path does: swscale resize to
-    ``data.size`` (``data.resize``), RGB, then the centre crop of ``data.crop``.
+    """Turns a frame into the model's input exactly as the training data path does: autorotation, swscale resize
+    to ``data.size`` (``data.resize``), RGB, then the centre crop of ``data.crop``.
 
     ``__call__(frame)``: an ``av.VideoFrame`` (any pixel format), or RGB uint8 ``(H, W, 3)`` (NumPy or tensor) /
     ``(3, H, W)`` tensor of any size -> ``(3, H, W)`` uint8 tensor.
+
+    Autorotation (``data.autorotate``, as :class:`seqvision.io.VideoReader` and the FFmpeg CLI do it): a decoded
+    ``av.VideoFrame`` carrying a display matrix (a phone video's rotation: libavcodec copies the stream's matrix
+    onto every frame) is converted at its coded orientation, at the size the rotated frame resizes to, then
+    transposed / flipped (``seqvision.io``'s ``display_transform`` and ``orient``). Arrays are taken as upright.
 
     Raises:
         ValueError: a frame that is not RGB uint8.
@@ -83,8 +89,16 @@ class FramePreparer:
                 raise ValueError(f"frame must be an av.VideoFrame or RGB uint8 (H, W, 3) / (3, H, W), got "
                                  f"{arr.dtype} {arr.shape}")
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
-        h, w = frame_size(self.cfg, frame.height, frame.width)
-        rgb = self._reformatter.reformat(frame, width=w, height=h, format="rgb24", **_REFORMAT_KWARGS).to_ndarray()
+            transform = None
+        else:
+            transform = display_transform(_display_matrix(frame))[1] if self.cfg.data.autorotate else None
+        if transform in TRANSPOSING:  # convert at the coded orientation, then transpose (as VideoReader does)
+            h, w = frame_size(self.cfg, frame.width, frame.height)
+            rgb = self._reformatter.reformat(frame, width=h, height=w, format="rgb24", **_REFORMAT_KWARGS)
+        else:
+            h, w = frame_size(self.cfg, frame.height, frame.width)
+            rgb = self._reformatter.reformat(frame, width=w, height=h, format="rgb24", **_REFORMAT_KWARGS)
+        rgb = np.ascontiguousarray(orient(rgb.to_ndarray(), transform))  # (H, W, 3)
         x = torch.from_numpy(rgb).permute(2, 0, 1)  # (3, H, W)
         if self._crop is not None:
             x = self._crop(x[None])[0].as_subclass(torch.Tensor)
