@@ -13,6 +13,7 @@ from typing import Literal
 import av
 
 from ..errors import VideoDecodeError
+from ..io._pyav_backend import choose_stream, close_container, open_container
 
 __all__ = ["FrameSource", "SourceFrame", "SourceKind"]
 
@@ -89,9 +90,14 @@ class FrameSource:
     ``"source lost: ..."``), ``kind``, ``live`` (URL or device: frames keep arriving in real time), ``stop``
     (a ``threading.Event``: set it from another thread to end the iteration; a source is iterated once).
 
+    Files are opened as :class:`seqvision.io.VideoReader` opens them (``seqvision.io``'s ``open_container``:
+    the same typed errors, e.g. "file is empty (0 bytes)", and the video stream the FFmpeg CLI picks); frames
+    keep their display matrix (phone videos), which :class:`~seqvision.stream.OnlinePredictor` applies.
+
     Raises:
-        VideoDecodeError: a file cannot be opened or has no video stream (URLs and devices: after the
-            reconnects are spent, iteration ends with ``end_reason`` "source lost" instead).
+        VideoDecodeError: a file is missing, empty, not a video FFmpeg can open or has no video stream (the
+            messages of ``seqvision classify``; URLs and devices: after the reconnects are spent, iteration ends
+            with ``end_reason`` "source lost" instead).
 
     Example:
         >>> for f in FrameSource("udp://127.0.0.1:5000", timeout=2):
@@ -123,14 +129,27 @@ class FrameSource:
                                                 "/dev/video* device)")
 
     def _open(self):
+        """``(container, video stream, tail file or None)``."""
         opts = dict(self.options)
+        if self.kind == "file" and self.input_format is None and not opts:
+            return (*open_container(self.source), None)  # classify's checks and messages, its stream choice
         if self.kind == "growing":
             tail = _TailFile(self.source, idle_timeout=self.idle_timeout, stop=self.stop)
-            return av.open(tail, format=self.input_format, options=opts), tail
-        if self.kind == "file":
-            return av.open(self.source, format=self.input_format, options=opts), None
-        fmt = self.input_format or ("v4l2" if self.kind == "device" else None)
-        return av.open(self.source, format=fmt, options=opts, timeout=(self.timeout, self.timeout)), None
+            container = av.open(tail, format=self.input_format, options=opts)
+        elif self.kind == "file":
+            container = av.open(self.source, format=self.input_format, options=opts)
+            tail = None
+        else:
+            fmt = self.input_format or ("v4l2" if self.kind == "device" else None)
+            container = av.open(self.source, format=fmt, options=opts, timeout=(self.timeout, self.timeout))
+            tail = None
+        try:
+            return container, choose_stream(self.source, container), tail
+        except BaseException:
+            container.close()
+            if tail is not None:
+                tail.close()
+            raise
 
     def _describe(self, exc: BaseException) -> str:
         return f"{type(exc).__name__}: {exc}"[:200]
@@ -144,18 +163,18 @@ class FrameSource:
                 time.sleep(self.backoff * 2 ** (failures - 1))
                 self.reconnect_count += 1
             try:
-                container, tail = self._open()
-            except (av.FFmpegError, OSError) as exc:
+                container, stream, tail = self._open()
+            except (av.FFmpegError, OSError, VideoDecodeError) as exc:
                 if not self.live:
-                    raise VideoDecodeError(self.source, f"cannot open ({self._describe(exc)})") from None
+                    if isinstance(exc, VideoDecodeError):
+                        raise
+                    raise VideoDecodeError(self.source, f"not a video file FFmpeg can open "
+                                                        f"({self._describe(exc)})") from None
                 failures += 1
                 self.end_reason = f"source lost: {self._describe(exc)}"
                 continue
             base = None
             try:
-                if not container.streams.video:
-                    raise VideoDecodeError(self.source, "no video stream")
-                stream = container.streams.video[0]
                 self.rate = float(stream.average_rate) if stream.average_rate else self.rate
                 frames = container.decode(stream)
                 while not self.stop.is_set():
@@ -189,7 +208,7 @@ class FrameSource:
                 failures += 1
                 self.end_reason = f"source lost: {self._describe(exc)}"
             finally:
-                container.close()
+                close_container(container, stream)
                 if tail is not None:
                     tail.close()
                 if base is not None:  # the next connection continues the stream's clock
