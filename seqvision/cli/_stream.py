@@ -1,6 +1,8 @@
 """Arguments and implementations of ``seqvision stream``, ``seqvision export`` and ``classify --window``
-(issue #15). The heavy modules (torch, PyAV, the models, the exporter) are imported lazily, when a command runs,
-so building the parser does not pay for them (about 0.5 s on the shared test machine; marked ``lazy:``)."""
+(issue #15). Imports sit at the top, except the heavy ones, imported when a command runs and marked ``# lazy:``
+on their line: ``seqvision.stream`` and ``seqvision.train`` (matplotlib, pycocoevalcap: about 0.4 s on the
+shared test machine) and the exporter (onnx), so building the parser and the light commands do not pay for them.
+``seqvision.data``, ``runtime`` and ``errors`` are imported by the CLI anyway."""
 
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..data import ErrorReport
+from ..errors import ArgumentError, ConfigError, SeqVisionError, VideoDecodeError
+from ..runtime import select_device
 
 __all__ = ["add_stream_args", "stream_command", "add_export_args", "export_command", "add_window_args", "window_command"]
 
@@ -58,7 +62,7 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
 
 def stream_command(args) -> int:
     """``seqvision stream``: JSON lines on stdout (one per processed frame, then ``{"summary": ...}``)."""
-    from ..stream import FrameSource, OnlinePredictor, plot_timeline, run_stream  # lazy: heavy (see the top)
+    from ..stream import FrameSource, OnlinePredictor, plot_timeline, run_stream  # lazy: matplotlib (see the top)
 
     pred = OnlinePredictor.from_checkpoint(args.checkpoint, device=args.device, window=args.window,
                                            top_k=args.top_k)
@@ -93,7 +97,7 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
 
 
 def export_command(args) -> int:
-    from ..export import export_checkpoint  # lazy: heavy (see the top)
+    from ..export import export_checkpoint  # lazy: imports seqvision.train (see the top)
 
     report = export_checkpoint(args.checkpoint, args.out, formats=args.formats or ["onnx", "torchscript"],
                                check=not args.no_check)
@@ -112,14 +116,30 @@ def add_window_args(p: argparse.ArgumentParser) -> None:
 
 
 def window_command(args, videos, problems) -> int:
-    """``seqvision classify --window S [--stride S]``: one line (or JSON line) per window of each video."""
-    from ..runtime import select_device  # lazy: heavy (see the top)
-    from ..stream import plot_timeline
-    from ..stream._window import label_windows
-    from ..train import load_model
+    """``seqvision classify --window S [--stride S]``: one line (or JSON line) per window of each video.
 
+    A video that cannot be read is reported as ``classify`` reports it (the same typed error and message, e.g.
+    "file is empty (0 bytes)"), and the others still run: with ``--json`` as a JSON line ``{"path", "error":
+    message, "error_type": the error's class name, or null for an input never opened (no such file)}``, else as
+    ``PATH: FAILED: message`` on stdout. Exit code 1 when some inputs failed; when every video fails (or the
+    first 8 for one cause) the run stops with ``SystemicDecodeError`` (exit 2), as ``classify`` does.
+    """
+    from ..stream import label_windows, plot_timeline  # lazy: seqvision.stream imports matplotlib (see the top)
+    from ..train import load_model  # lazy: seqvision.train imports matplotlib + pycocoevalcap (see the top)
+
+    if args.window <= 0 or (args.stride is not None and args.stride <= 0):
+        raise ArgumentError("--window/--stride", f"must be > 0 seconds, got {args.window:g}, {args.stride}")
     loaded = load_model(args.checkpoint, device=str(select_device(args.device)), with_encoder=True)
-    failed = list(problems)
+    failed: list[tuple[str, str]] = []
+    report = ErrorReport()  # classify's systemic-failure rule
+
+    def fail(path: str, message: str, error_type: str | None) -> None:
+        failed.append((path, message))
+        if args.json:
+            print(json.dumps({"path": path, "error": message, "error_type": error_type}), flush=True)
+
+    for p, e in problems:
+        fail(p, e, None)
     for video in videos:
         gen = label_windows(loaded, video, window=args.window, stride=args.stride, top_k=args.top_k)
         try:
@@ -132,8 +152,12 @@ def window_command(args, videos, problems) -> int:
                     print(f"{video} [{w['start']:.2f}-{w['end']:.2f} s]: {what}", flush=True)
         except StopIteration as stop:
             labels = stop.value
-        except Exception as exc:  # one bad video does not stop the others
-            failed.append((str(video), str(exc)))
+            report.add([], loaded=1)
+        except SeqVisionError as exc:  # one bad video does not stop the others
+            message = exc.reason if isinstance(exc, VideoDecodeError) else str(exc)
+            fail(str(video), message, type(exc).__name__)
+            report.add([(str(video), message)], loaded=0)
+            report.raise_if_systemic(total=len(videos))
             continue
         if args.timeline:
             png = Path(args.timeline)
@@ -143,6 +167,9 @@ def window_command(args, videos, problems) -> int:
                                        for w in labels.windows]
             plot_timeline(rows, png, title=f"{Path(video).name}: windows of {args.window:g} s")
             print(f"timeline: {png}", file=sys.stderr)
-    for p, e in failed:
-        print(f"{p}: FAILED: {e}", file=sys.stderr)
+    if not args.json:
+        for p, e in failed:
+            print(f"{p}: FAILED: {e}")
+        if failed:
+            print(f"{len(failed)} of {len(failed) + report.loaded} inputs failed", file=sys.stderr)
     return 1 if failed else 0
