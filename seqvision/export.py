@@ -2,8 +2,12 @@
 
 Written to ``DIR``:
 
-* ``frame_encoder.{onnx,pt}``: ``frames`` uint8 ``(B, T, 3, H, W)`` RGB at the training size -> ``features``
-  float32 ``(B, T, D)`` (scaling by 1/255 and the mean/std normalisation are inside).
+* ``frame_encoder.{onnx,pt}``: ``frames`` uint8 ``(B, T, 3, H, W)`` RGB -> ``features`` float32 ``(B, T, D)``
+  (scaling by 1/255 and the mean/std normalisation are inside). Feed frames resized as in training (``export.json``
+  "frame_size", the model's ``data.size``): other sizes give other features than the model learnt from. Where the
+  CNN allows it (convolutional trunks: ResNet, EfficientNet(-Lite), MobileNet ...) ``H`` and ``W`` are dynamic
+  too (``export.json`` "frame_size_dynamic": true) and any size equals PyTorch's encoder at that size, checked at a
+  second, non-square size; CNNs that need their training size (ViT, Swin ...) are exported with ``H, W`` fixed.
 * classify / frames: ``sequence_model.{onnx,pt}``: ``features (B, T, D)`` -> ``logits`` ``(B, K)`` (classify)
   or ``(B, T, K)`` (frames). Every clip of a batch has ``T`` real frames (run clips of other lengths separately:
   ``T`` is dynamic).
@@ -18,7 +22,11 @@ Written to ``DIR``:
 * ``export.json``: what was written, input/output names and shapes, labels, the frame size and the parity
   measured against PyTorch.
 
-Batch ``B`` / ``N`` and time ``T`` are dynamic axes. ONNX needs the optional extra
+Batch ``B`` / ``N`` and time ``T`` are dynamic axes. Grid pooling (``encoder.pooling: grid``) is written as
+:class:`GridPoolExport`, PyTorch's ``adaptive_avg_pool2d`` cells (overlapping where the map size is not a multiple
+of the grid) as two matrix products, because the TorchScript-based ONNX exporter cannot export
+``adaptive_avg_pool2d`` on a map whose size it cannot see (EfficientNet-Lite0's TF "SAME" padding depends on the
+input size). ONNX needs the optional extra
 (``pip install 'seqvision[onnx]'``: onnx and onnxruntime).
 """
 
@@ -41,7 +49,7 @@ from .models._captioner import _Memory  # the captioner's own memory record
 from .tasks import get_task
 from .train import load_model
 
-__all__ = ["export_checkpoint", "ExportError", "FrameEncoderExport", "SequenceModelExport", "SequenceStepExport",
+__all__ = ["export_checkpoint", "ExportError", "FrameEncoderExport", "GridPoolExport", "SequenceModelExport", "SequenceStepExport",
            "initial_state", "CaptionEncoderExport", "CaptionDecoderStepExport"]
 
 FORMATS = ("onnx", "torchscript")
@@ -54,14 +62,44 @@ class ExportError(SeqVisionError):
     """An export failed or its output differs from PyTorch's."""
 
 
+class GridPoolExport(nn.Module):
+    """``fmap (N, C, h, w)`` -> ``(N, C * g * g)``: the grid pooling of :class:`~seqvision.features.FrameEncoder`
+    (``F.adaptive_avg_pool2d(fmap, g)`` flattened channel-major) for any ``h, w``, in ops every ONNX exporter
+    takes with ``h, w`` unknown.
+
+    Cell ``i`` of a side of ``n`` covers rows ``floor(i n / g)`` to ``ceil((i + 1) n / g)`` (PyTorch's adaptive
+    pooling rule; cells overlap when ``g`` does not divide ``n``, e.g. rows 0-1 and 1-2 of a 3-row map for
+    ``g = 2``): a 0/1 matrix ``(g, n)`` sums them, divided by the cell's area as PyTorch does.
+    """
+
+    def __init__(self, grid: int):
+        super().__init__()
+        self.grid = grid
+
+    def _cells(self, n, dtype):
+        i = torch.arange(self.grid)  # (g,)
+        start, end = (i * n) // self.grid, ((i + 1) * n + self.grid - 1) // self.grid  # (g,) each
+        rows = torch.arange(n)  # (n,)
+        inside = (rows[None] >= start[:, None]) & (rows[None] < end[:, None])  # (g, n)
+        return inside.to(dtype), (end - start).to(dtype)  # (g, n), (g,)
+
+    def forward(self, fmap: torch.Tensor) -> torch.Tensor:
+        ch, count_h = self._cells(fmap.shape[2], fmap.dtype)
+        cw, count_w = self._cells(fmap.shape[3], fmap.dtype)
+        sums = torch.matmul(torch.matmul(ch, fmap), cw.transpose(0, 1))  # (N, C, g, g)
+        cells = sums / (count_h[:, None] * count_w[None, :])  # (N, C, g, g)
+        return rearrange(cells, "n c gh gw -> n (c gh gw)")  # (N, C*g*g)
+
+
 class FrameEncoderExport(nn.Module):
     """``frames`` uint8 ``(B, T, 3, H, W)`` -> ``features`` float32 ``(B, T, D)``: the checkpoint's CNN with
-    its input scaling and normalisation, in float32 (no autocast, no chunking)."""
+    its input scaling and normalisation, in float32 (no autocast, no chunking); grid pooling as
+    :class:`GridPoolExport`, avg / max pooling as the encoder does it."""
 
     def __init__(self, encoder):
         super().__init__()
         self.trunk = encoder.trunk
-        self.pool = encoder._pool  # the encoder's own pooling (avg / max / grid)
+        self.pool = GridPoolExport(encoder.grid) if encoder.pooling == "grid" else encoder._pool
         self.register_buffer("mean", torch.tensor(encoder.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(encoder.std).view(1, 3, 1, 1))
 
@@ -201,6 +239,32 @@ def _run_onnx(path: Path, inputs: dict) -> list:
     return sess.run(None, {k: v.numpy() for k, v in inputs.items() if k in names})
 
 
+def _run_torchscript(path: Path, inputs: dict) -> list:
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.export
+        got = torch.jit.load(str(path))(*inputs.values())
+    return list(got) if isinstance(got, tuple) else [got]
+
+
+def _other_size_diff(module, args, path: Path, fmt: str, outputs, axes, frames_other, want_other) -> float | None:
+    """Write the frame encoder to ``path`` with ``axes`` (``H, W`` dynamic), run it on ``frames_other`` (another
+    size than the traced one) and give its largest difference to PyTorch's encoder there; None where that export
+    or run fails (the caller then writes the file with ``H, W`` fixed). Always checked, whatever ``check`` says:
+    whether the file takes other sizes must be measured, not assumed."""
+    try:
+        if fmt == "onnx":
+            _onnx_export(module, tuple(args.values()), path, list(args), outputs, axes)
+            got = _run_onnx(path, {"frames": frames_other})
+        else:
+            _torchscript_export(module, tuple(args.values()), path)
+            got = _run_torchscript(path, {"frames": frames_other})
+    except ExportError:
+        raise  # the ONNX extra missing: not a property of the CNN
+    except Exception:  # noqa: BLE001 - an exporter or runtime failure at another size: fixed-size CNN
+        return None
+    return _max_diff(got, want_other)
+
+
 def _max_diff(a, b) -> float:
     return max(float((torch.as_tensor(x).float() - y.float()).abs().max()) for x, y in zip(a, b))
 
@@ -214,7 +278,10 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
         out: output folder (created).
         formats: any of ``"onnx"``, ``"torchscript"``.
         check: run each exported file on inputs of a batch size and length other than the tracing ones and
-            compare with PyTorch (max abs difference recorded in ``export.json``).
+            compare with PyTorch (max abs difference recorded in ``export.json``). The frame encoder is always
+            also run at a second frame size (``data.size + 40`` x ``data.size + 8``; its difference is recorded in
+            ``frame_size_checked``): within ``tolerance`` there, its ``H, W`` are dynamic (``frame_size_dynamic``),
+            else fixed.
         tolerance: the largest difference accepted by ``check``.
 
     Returns:
@@ -232,16 +299,24 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
     model, cfg = loaded.model.eval(), loaded.config
     size = int(cfg.data.crop or cfg.data.size)
     if cfg.data.resize != "square" and not cfg.data.crop:
-        warnings.warn("data.resize=short_side: the exported encoder takes frames of the size you give it; resize "
-                      "the short side to data.size as in training", RuntimeWarning, stacklevel=2)
+        warnings.warn("data.resize=short_side: resize the short side of the frames to data.size as in training "
+                      "(the exported encoder takes any frame size where export.json says frame_size_dynamic)",
+                      RuntimeWarning, stacklevel=2)
     D = loaded.input_dim
     gen = torch.Generator().manual_seed(0)
     frames = torch.randint(0, 256, (2, 3, 3, size, size), dtype=torch.uint8, generator=gen)  # tracing input
     frames_check = torch.randint(0, 256, (1, 5, 3, size, size), dtype=torch.uint8, generator=gen)
+    # another, non-square frame size (a 5 x 2 map of a /32 CNN at 96 px: cells of a 2x2 grid overlap)
+    frames_other = torch.randint(0, 256, (1, 2, 3, size + 40, size + 8), dtype=torch.uint8, generator=gen)
     parts: list[tuple[str, nn.Module, dict, dict, list[str], dict]] = []
     enc = FrameEncoderExport(loaded.encoder).eval()
     parts.append(("frame_encoder", enc, {"frames": frames}, {"frames": frames_check}, ["features"],
                   {"frames": {0: "B", 1: "T"}, "features": {0: "B", 1: "T"}}))
+    try:  # does the CNN itself take other frame sizes (convolutional trunks do; ViT / Swin need theirs)?
+        with torch.no_grad():
+            want_other = [enc(frames_other)]
+    except Exception:  # noqa: BLE001 - any failure means: a fixed-size CNN
+        want_other = None
     feats, feats_check = torch.randn(2, 3, D, generator=gen), torch.randn(3, 7, D, generator=gen)
     report_state = None  # the step model's state tensors (classify / frames, unidirectional)
     task = loaded.task  # what the model's outputs mean: its export form, per-frame or per-clip logits, names
@@ -291,6 +366,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
                              "initial": "-inf" if bool(torch.isinf(leaf).all()) and leaf.numel() else "zeros"}
                             for n, leaf in zip(names, leaves)]
     report: dict = {"checkpoint": str(checkpoint), "task": model.task, "frame_size": [size, size],
+                    "frame_size_dynamic": True, "frame_size_checked": {"frame_size": [size + 40, size + 8]},
                     "feature_dim": D, "labels": task.output_names,
                     "files": {}, "max_abs_diff": {}}
     if report_state is not None:
@@ -301,21 +377,33 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, 
         want = list(want) if isinstance(want, tuple) else [want]
         for fmt in formats:
             path = out / f"{name}.{'onnx' if fmt == 'onnx' else 'pt'}"
+            file_axes, written = axes, False
+            if name == "frame_encoder":  # H, W dynamic where the CNN and the exporter allow it
+                size_axes = {"frames": {**axes["frames"], 3: "H", 4: "W"}, "features": axes["features"]}
+                other_diff = None if want_other is None else _other_size_diff(
+                    module, args, path, fmt, outputs, size_axes, frames_other, want_other)
+                written = other_diff is not None and other_diff <= tolerance
+                report["frame_size_dynamic"] = report["frame_size_dynamic"] and written
+                if written:
+                    file_axes = size_axes
+                    report["frame_size_checked"][f"{name}.{fmt}"] = other_diff
             if fmt == "onnx":
-                _onnx_export(module, tuple(args.values()), path, list(args), outputs, axes)
+                if not written:
+                    _onnx_export(module, tuple(args.values()), path, list(args), outputs, file_axes)
                 got = _run_onnx(path, check_args) if check else None
             else:
-                _torchscript_export(module, tuple(args.values()), path)
-                with warnings.catch_warnings(), torch.no_grad():
-                    warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.export
-                    got = torch.jit.load(str(path))(*check_args.values()) if check else None
-                got = list(got) if isinstance(got, tuple) else [got]
+                if not written:
+                    _torchscript_export(module, tuple(args.values()), path)
+                got = _run_torchscript(path, check_args) if check else None
             report["files"][f"{name}.{fmt}"] = {"path": path.name, "inputs": list(args), "outputs": outputs,
-                                                "dynamic_axes": {k: list(v.values()) for k, v in axes.items()}}
+                                                "dynamic_axes": {k: list(v.values()) for k, v in file_axes.items()}}
             if check:
                 diff = _max_diff(got, want)
                 report["max_abs_diff"][f"{name}.{fmt}"] = diff
                 if not diff <= tolerance:
-                    raise ExportError(f"{path}: output differs from PyTorch by {diff:.3g} (> {tolerance:g})")
+                    raise ExportError(f"{path}: output differs from PyTorch by {diff:.3g} (> {tolerance:g}); a "
+                                      "randomly initialised deep CNN (encoder.weights: none) can be this far from "
+                                      "itself in float32 (EfficientNet-Lite0: 1.1e-4 to float64): pass a larger "
+                                      "tolerance or check=False (--no-check) for such a model")
     (out / "export.json").write_text(json.dumps(report, indent=2))
     return report

@@ -8,7 +8,6 @@ swish, no squeeze-excitation, and a stem/head fixed at 32/1280 channels.
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -50,8 +49,11 @@ class _SameConv2d(nn.Conv2d):
         ih, iw = x.shape[-2:]
         kh, kw = self.weight.shape[-2:]
         sh, sw = self.stride
-        pad_h = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
-        pad_w = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
+        # ceil(ih / sh) as (ih + sh - 1) // sh: the same integers, and it stays a function of the input size when
+        # traced (math.ceil made a tracer's size a constant, so an exported encoder padded every frame size like
+        # the traced one: wrong features at any other size). Non-negative operands: ONNX's integer Div truncates.
+        pad_h = max(((ih + sh - 1) // sh - 1) * sh + kh - ih, 0)
+        pad_w = max(((iw + sw - 1) // sw - 1) * sw + kw - iw, 0)
         if pad_h or pad_w:
             x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
