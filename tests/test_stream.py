@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 
+from seqvision.cli import main
 from seqvision.io import VideoReader, sample_indices
 from seqvision.models import ClipClassifier, FrameLabeler, SequenceEncoder
 from seqvision.stream import FrameSource, NotStreamableError, OnlinePredictor, plot_timeline, run_stream
@@ -153,7 +154,7 @@ def test_step_accepts_arrays_and_reset_starts_a_new_clip(ckpts):
 
 
 def test_window_restarts_the_running_clip_label(ckpts):
-    pred = OnlinePredictor.from_checkpoint(ckpts["classify"], top_k=0, window=4)
+    pred = OnlinePredictor.from_checkpoint(ckpts["classify"], top_k=0, window_frames=4)
     video = ckpts["videos"][2]
     _, results = run_stream(FrameSource(video), pred)
     feats = offline_features(pred, video)
@@ -163,8 +164,58 @@ def test_window_restarts_the_running_clip_label(ckpts):
     torch.testing.assert_close(torch.tensor([r["probs"][n] for n in pred.names]), want, atol=1e-5, rtol=0)
 
 
+def test_window_in_seconds_cuts_by_stream_time_as_classify_window_does(ckpts, capsys):
+    """`window` is seconds of stream time (as `classify --window`): window k holds the frames with
+    k * 0.25 <= time < (k + 1) * 0.25; the running label restarts there and equals the model on the window's
+    frames so far. `seqvision stream --window 0.25` gives the same lines; `--window-frames` counts frames."""
+    pred = OnlinePredictor.from_checkpoint(ckpts["classify"], top_k=0, window=0.25)
+    video = ckpts["videos"][2]
+    _, results = run_stream(FrameSource(video), pred)
+    feats = offline_features(pred, video)
+    with VideoReader(video) as vr:
+        times = vr.pts_seconds(list(range(len(vr))))
+    assert [r["time"] for r in results] == pytest.approx([t - times[0] for t in times], abs=1e-6)
+    for i, r in enumerate(results):
+        k = int(r["time"] // 0.25 + 1e-9)
+        first = min(j for j, q in enumerate(results) if int(q["time"] // 0.25 + 1e-9) == k)
+        assert r["window"] == k and r["frames_in_clip"] == i - first + 1
+        want = pred.model.predict(feats[:, first:i + 1])["probs"][0]
+        torch.testing.assert_close(torch.tensor([r["probs"][n] for n in pred.names]), want, atol=1e-5, rtol=0)
+    assert len({r["window"] for r in results}) >= 3
+    with pytest.raises(ValueError, match="time_s"):
+        pred.step(np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match="not both"):
+        OnlinePredictor.from_checkpoint(ckpts["classify"], window=1.0, window_frames=4)
+    code = main(["stream", "--checkpoint", str(ckpts["classify"]), str(video), "--window", "0.25", "--top-k", "0"])
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()][:-1]
+    assert code == 0 and [x["window"] for x in lines] == [r["window"] for r in results]
+    code = main(["stream", "--checkpoint", str(ckpts["classify"]), str(video), "--window-frames", "4"])
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()][:-1]
+    assert code == 0 and [x["window"] for x in lines] == [i // 4 for i in range(len(lines))]
+
+
+def test_caption_per_window_of_seconds(ckpts):
+    """A captioner with ``window=0.5`` s captions the frames of [0, 0.5), [0.5, 1.0), ... (the last one at the
+    end of the stream), each as the model captions those frames."""
+    pred = OnlinePredictor.from_checkpoint(ckpts["caption"], window=0.5)
+    video = ckpts["videos"][3]
+    summary, results = run_stream(FrameSource(video), pred)
+    feats = offline_features(pred, video)
+    times = [r["time"] for r in results if r.get("frame") is not None]
+    groups = sorted({int(t // 0.5 + 1e-9) for t in times})
+    assert len(summary.captions) == len(groups) >= 2
+    for k, cap in zip(groups, summary.captions):
+        idx = [i for i, t in enumerate(times) if int(t // 0.5 + 1e-9) == k]
+        assert cap["window"] == [times[idx[0]], times[idx[-1]]]
+        window = feats[:, idx[0]:idx[-1] + 1]
+        pick = sample_indices(window.shape[1], sampler="uniform", num_frames=pred.cfg.data.num_frames)
+        want = pred.model.predict(window[:, pick.indices], torch.tensor([pick.length]),
+                                  beam_size=pred.cfg.eval.beam_size)["texts"][0]
+        assert cap["caption"] == want
+
+
 def test_caption_per_window_equals_captioning_that_window(ckpts):
-    pred = OnlinePredictor.from_checkpoint(ckpts["caption"], window=5)
+    pred = OnlinePredictor.from_checkpoint(ckpts["caption"], window_frames=5)
     video = ckpts["videos"][3]
     summary, results = run_stream(FrameSource(video), pred)
     feats = offline_features(pred, video)

@@ -36,9 +36,13 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, default=None,
                    help="frames per second to run the model at (default: the checkpoint's data.fps when it was "
                         "trained with the fps sampler, else every frame)")
-    p.add_argument("--window", type=int, default=None,
-                   help="frames per window: clip models restart their running label, captioners write a caption "
-                        "(default: never / 2 x data.num_frames)")
+    win = p.add_mutually_exclusive_group()
+    win.add_argument("--window", type=float, default=None, metavar="SECONDS",
+                     help="windows of this many seconds of stream time, cut as `classify --window` cuts a video: "
+                          "clip models restart their running label, captioners write a caption (default: never / "
+                          "2 x data.num_frames frames)")
+    win.add_argument("--window-frames", type=int, default=None, metavar="N",
+                     help="windows of N frames instead (what --window meant before it took seconds)")
     p.add_argument("--micro-batch", type=int, default=1, help="frames per CNN call when frames queue up")
     p.add_argument("--queue", type=int, default=None, help="decoded frames waiting at most (default 2 for live "
                                                            "sources, which drop the oldest beyond it; 8 for files)")
@@ -64,8 +68,12 @@ def stream_command(args) -> int:
     """``seqvision stream``: JSON lines on stdout (one per processed frame, then ``{"summary": ...}``)."""
     from ..stream import FrameSource, OnlinePredictor, plot_timeline, run_stream  # lazy: matplotlib (see the top)
 
+    if ((args.window is not None and not args.window > 0)
+            or (args.window_frames is not None and args.window_frames < 1)):
+        raise ArgumentError("--window/--window-frames", f"must be > 0 seconds / >= 1 frames, got "
+                                                        f"{args.window}, {args.window_frames}")
     pred = OnlinePredictor.from_checkpoint(args.checkpoint, device=args.device, window=args.window,
-                                           top_k=args.top_k)
+                                           window_frames=args.window_frames, top_k=args.top_k)
     fps = args.fps
     if fps is None and pred.cfg.data.sampler == "fps" and pred.cfg.data.fps > 0:
         fps = float(pred.cfg.data.fps)

@@ -3,6 +3,7 @@ between frames (O(1) work per frame), for live streams and users' own capture lo
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -112,6 +113,7 @@ class _Window:
     feats: list[torch.Tensor] = field(default_factory=list)  # (D,) each
     start: float | None = None
     end: float | None = None
+    index: int | None = None  # which window of ``window`` seconds (time windows only)
 
 
 class OnlinePredictor:
@@ -120,21 +122,31 @@ class OnlinePredictor:
     * ``frames`` models: the frame's label and probabilities (equal to the offline model's output at that
       frame for a unidirectional encoder).
     * ``classify`` models: the running label of the clip so far (frames since the last :meth:`reset`, or
-      since the current window began when ``window`` is set); equal to the offline model on those frames.
-    * ``caption`` models: a caption per window of ``window`` frames (``data.num_frames`` picked uniformly from
-      the window's frames, as the training clips were sampled); the other steps return ``"caption": None``.
+      since the current window began when a window is set); equal to the offline model on those frames.
+    * ``caption`` models: a caption per window (``data.num_frames`` picked uniformly from the window's frames,
+      as the training clips were sampled); the other steps return ``"caption": None``.
+
+    Windows, as ``seqvision classify --window SECONDS`` cuts a long video: ``window`` seconds of stream time, window
+    ``k`` holding the frames with ``k * window <= time_s < (k + 1) * window`` (``step`` must then get ``time_s``;
+    :class:`FrameSource` times start at 0). A time window's caption comes with the first frame of a later window
+    (or from :meth:`flush`). ``window_frames`` counts frames instead (the caption comes with the window's last
+    frame).
 
     Frames are resized exactly as the training data path does (swscale, ``data.size`` / ``data.resize``, then
     the centre crop of ``data.crop``), so a file's frames streamed through ``step`` give the offline outputs.
 
     Args:
         loaded: a :class:`seqvision.train.LoadedModel` with its frame encoder (see :meth:`from_checkpoint`).
-        window: frames per window (clip models reset their state at each window; captioners caption each
-            window). None: clip models never reset; captioners use ``2 * data.num_frames``.
+        window: seconds of stream time per window (clip models reset their state at each window; captioners
+            caption each window).
+        window_frames: frames per window instead. Neither: clip models never reset; captioners use windows
+            of ``2 * data.num_frames`` frames.
         top_k: probabilities reported per step (all classes when K <= top_k).
 
     Raises:
         NotStreamableError: the model needs the whole clip (a bidirectional encoder for classify / frames).
+        ValueError: ``window`` not > 0, ``window_frames`` not >= 1, or both given; a step without ``time_s``
+            when ``window`` (seconds) is set.
 
     Example:
         >>> pred = OnlinePredictor.from_checkpoint("runs/synthetic_classify/best.pt")
@@ -144,8 +156,8 @@ class OnlinePredictor:
         >>> pred.reset()                            # a new clip
     """
 
-    def __init__(self, loaded, *, window: int | None = None, top_k: int = 5, beam_size: int | None = None,
-                 source: str = "<checkpoint>"):
+    def __init__(self, loaded, *, window: float | None = None, window_frames: int | None = None, top_k: int = 5,
+                 beam_size: int | None = None, source: str = "<checkpoint>"):
         self.model = loaded.model.eval()
         self.encoder = loaded.encoder.eval()
         self.cfg: Config = loaded.config
@@ -154,9 +166,15 @@ class OnlinePredictor:
         check_streamable(self.model, source=source)
         self.names = list(self.spec.output_names)
         self.device = next(self.model.parameters()).device
-        if window is not None and int(window) < 1:
-            raise ValueError(f"window must be >= 1 frames, got {window}")
-        self.window = int(window) if window else self.spec.online_window(self.cfg)
+        if window is not None and window_frames is not None:
+            raise ValueError(f"give window (seconds) or window_frames, not both; got {window}, {window_frames}")
+        if window is not None and not float(window) > 0:
+            raise ValueError(f"window must be > 0 seconds, got {window}")
+        if window_frames is not None and int(window_frames) < 1:
+            raise ValueError(f"window_frames must be >= 1, got {window_frames}")
+        self.window = float(window) if window is not None else None  # seconds of stream time
+        self.window_frames = (int(window_frames) if window_frames is not None
+                              else None if window is not None else self.spec.online_window(self.cfg))
         self.top_k = top_k
         self.beam_size = beam_size or self.cfg.eval.beam_size
         self._prepare = FramePreparer(self.cfg)
@@ -179,7 +197,7 @@ class OnlinePredictor:
         self.state = None
         self.index = 0  # frames stepped since reset
         self.in_window = 0  # frames in the current clip-model window
-        self.window_index = 0
+        self.window_index = 0  # the clip-model window of the last frame
         self._caption = _Window()
 
     def prepare(self, frame) -> torch.Tensor:
@@ -231,19 +249,22 @@ class OnlinePredictor:
     @torch.inference_mode()
     def _advance(self, feat: torch.Tensor, t: float | None) -> dict:
         out: dict = {"index": self.index, "time": t}
+        k = self._window_of(t)
         self.index += 1
         if self.spec.online == "window":  # the offline model on each window (captioners)
+            out["caption"] = None
+            if self.window is not None and self._caption.feats and k != self._caption.index:
+                out.update(self._finish_caption())  # a frame of a later window: the last one is complete
             w = self._caption
             w.start = t if w.start is None else w.start
-            w.end = t
+            w.end, w.index = t, k
             w.feats.append(feat)
-            out["caption"] = None
-            if len(w.feats) >= self.window:
+            if self.window is None and len(w.feats) >= self.window_frames:
                 out.update(self._finish_caption())
             return out
-        if self.spec.online_window_resets and self.window and self.in_window == self.window:
+        if self.spec.online_window_resets and k != self.window_index:
             self.state, self.in_window = None, 0
-            self.window_index += 1
+            self.window_index = k
         logits, self.state = self.model.step(feat[None], self.state)  # (1, K)
         self.in_window += 1
         out["label"], out["probs"] = self._probs(logits[0])
@@ -251,6 +272,15 @@ class OnlinePredictor:
             out["window"] = self.window_index
             out["frames_in_clip"] = self.in_window
         return out
+
+    def _window_of(self, t: float | None) -> int:
+        """The window of the frame about to be stepped (0 when there are no windows)."""
+        if self.window is not None:
+            if t is None:
+                raise ValueError(f"window={self.window:g} is in seconds of stream time: pass step(frame, time_s=...) "
+                                 f"(or count frames with window_frames=)")
+            return math.floor(t / self.window + 1e-9)
+        return self.index // self.window_frames if self.window_frames else 0
 
     def _finish_caption(self) -> dict:
         w = self._caption
