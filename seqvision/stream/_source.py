@@ -26,7 +26,7 @@ class SourceFrame:
 
     Attributes:
         frame: the decoded ``av.VideoFrame`` (native size and pixel format).
-        time: stream time in seconds since the first frame (continues across reconnects).
+        time: stream time in seconds since the first frame (continues across reconnects; never decreases).
         index: decoded frames before this one (across reconnects), from 0.
         decode_ms: wall time spent demuxing and decoding this frame (waiting for data included).
         wall: ``time.time()`` when it was decoded.
@@ -189,7 +189,8 @@ class FrameSource:
                     if t is None:
                         t = index / (self.rate or 25.0)
                     base = t if base is None else base
-                    last_time = offset + (t - base)
+                    # never backwards: an RTSP stream's second frame was seen 2 ms before its first (RTP timestamps)
+                    last_time = max(offset + (t - base), last_time if last_time is not None else 0.0)
                     yield SourceFrame(frame=frame, time=last_time, index=index, decode_ms=decode_ms,
                                       wall=time.time())
                     index += 1
