@@ -7,7 +7,7 @@ Written to ``DIR``:
   "frame_size", the model's ``data.size``): other sizes give other features than the model learnt from. Where the
   CNN allows it (convolutional trunks: ResNet, EfficientNet(-Lite), MobileNet ...) ``H`` and ``W`` are dynamic
   too (``export.json`` "frame_size_dynamic": true) and any size equals PyTorch's encoder at that size, checked at a
-  second, non-square size; CNNs that need their training size (ViT, Swin ...) are exported with ``H, W`` fixed.
+  second, non-square size; CNNs that need their training size (ViT) are exported with ``H, W`` fixed.
 * classify / frames: ``sequence_model.{onnx,pt}``: ``features (B, T, D)`` -> ``logits`` ``(B, K)`` (classify)
   or ``(B, T, K)`` (frames). Every clip of a batch has ``T`` real frames (run clips of other lengths separately:
   ``T`` is dynamic).

@@ -230,16 +230,35 @@ def test_lite0_encoder_on_real_frames_at_two_sizes(lite0_ckpts, tmp_path, run, f
             np.testing.assert_allclose(logits, pred.model(want).logits.numpy(), atol=1e-4, rtol=0)
 
 
+def _run_readme_example(tmp_path, video, extra="") -> subprocess.CompletedProcess:
+    code = readme_example().replace('"exported/', f'"{tmp_path}/exported/').replace('"clip.mp4"', f'"{video}"')
+    return subprocess.run([sys.executable, "-c", code + extra], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120)
+
+
 @needs_ort
 @needs_lite0
 @pytest.mark.timeout(300)
 def test_readme_example_runs_a_lite0_export(lite0_ckpts, tmp_path):
-    """The README's example as written on the shipped configs' encoder (the grid classifier)."""
+    """The README's example as written on the shipped configs' encoder (the grid classifier) gives the
+    checkpoint's label; on a copy of the video whose display matrix rotates it (a phone video), the frames it
+    feeds are the upright ones the ffmpeg CLI decodes (autorotation), not the coded ones."""
     export_checkpoint(lite0_ckpts["grid"], tmp_path / "exported", formats=["onnx"], check=False)
-    video = lite0_ckpts["videos"][0]
-    code = readme_example().replace('"exported/', f'"{tmp_path}/exported/').replace('"clip.mp4"', f'"{video}"')
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=280)
+    video = lite0_ckpts["videos"][0]  # 96 x 96, the training size: the example does not resize
+    out = _run_readme_example(tmp_path, video)
     assert out.returncode == 0, out.stderr
     pred = OnlinePredictor.from_checkpoint(lite0_ckpts["grid"])
     probs = pred.model.predict(offline_features(pred, video))["probs"][0]
     assert out.stdout.split()[0] == pred.names[int(probs.argmax())]
+    for degrees in (90, 270):
+        rotated = tmp_path / f"rotated_{degrees}.mp4"
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(video), "-c", "copy", "-metadata:s:v:0",
+                        f"rotate={degrees}", str(rotated)], check=True, timeout=60)
+        out = _run_readme_example(tmp_path, rotated, "\nnp.save('frames.npy', frames)\n")
+        assert out.returncode == 0, out.stderr
+        got = np.load(tmp_path / "frames.npy")[0].transpose(0, 2, 3, 1).astype(int)  # (T, H, W, 3)
+        raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(rotated), "-f", "rawvideo", "-pix_fmt", "rgb24",
+                              "-"], capture_output=True, check=True, timeout=60).stdout
+        want = np.frombuffer(raw, np.uint8).reshape(got.shape).astype(int)  # upright: the CLI autorotates
+        assert np.abs(got - want).mean() < 1.0, degrees  # RGB conversion rounding only
+        assert np.abs(got - np.rot90(want, 1, axes=(1, 2))).mean() > 5.0  # the content is not rotation-invariant
