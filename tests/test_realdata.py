@@ -100,6 +100,24 @@ def test_frame_labels_flip_at_cuts(realdata):
             assert label == FRAME_LABELS[sum(c <= t for c in cuts) % 2]
 
 
+def test_every_cut_away_from_a_split_edge_has_a_clip_around_it(realdata):
+    """``cut_clips``: each detected cut at least a clip's length inside a split gets a ``_cut`` clip holding it
+    (labels flip there), and no cut is at the same position of every such clip."""
+    out, summary = realdata
+    rows = _rows(out)
+    for name, cuts in summary["cuts"].items():
+        for split in ("train", "val", "test"):
+            part = [r for r in rows if r["label"] == name and r["split"] == split]
+            first, end = min(r["meta"]["start_frame"] for r in part), max(r["meta"]["start_frame"] + 8 for r in part)
+            around = [r for r in part if "_cut" in r["id"]]
+            assert all(r["meta"]["cuts"] and len(set(r["frame_labels"])) == 2 for r in around), around
+            for c in cuts:
+                if first + 8 <= c <= end - 8:
+                    assert any(c in r["meta"]["cuts"] for r in around), (name, split, c)
+    positions = {c - r["meta"]["start_frame"] for r in rows if "_cut" in r["id"] for c in r["meta"]["cuts"]}
+    assert len(positions) > 1, positions
+
+
 def test_unknown_source_and_too_few_sources(tmp_path):
     with pytest.raises(ValueError, match="unknown real-data source"):
         find_sources(["nope"])

@@ -46,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip-frames", type=int, default=16, help="consecutive frames per clip")
     p.add_argument("--size", type=int, default=128, help="short side of the written clips in pixels")
     p.add_argument("--clips-per-split", type=int, nargs=3, default=[12, 4, 4], metavar=("TRAIN", "VAL", "TEST"),
-                   help="clips per source and split")
+                   help="evenly spaced clips per source and split")
+    p.add_argument("--no-cut-clips", dest="cut_clips", action="store_false",
+                   help="leave out the three extra clips around each shot cut")
     p.add_argument("--source", action="append", default=None, help="only these sources (repeatable)")
     p.set_defaults(func=c.cmd_realdata)
 

@@ -50,7 +50,7 @@ def _config(args):
 
 def cmd_realdata(args) -> int:
     summary = make_realdata(args.out, sources=args.source, clip_frames=args.clip_frames, size=args.size,
-                            clips_per_split=tuple(args.clips_per_split))
+                            clips_per_split=tuple(args.clips_per_split), cut_clips=args.cut_clips)
     clips = summary["clips"]
     print(f"wrote {sum(clips.values())} clips to {args.out} ({', '.join(f'{k}: {v}' for k, v in clips.items())}), "
           "split by time within each source")

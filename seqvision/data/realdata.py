@@ -17,7 +17,8 @@ What :func:`make_realdata` writes (the manifest format of :func:`~seqvision.data
 
 - **clip classification by source**: windows of ``clip_frames`` consecutive frames, label = the source. The
   split is *time-disjoint*: in each source the first 60% of the frames give training clips, 60-80% validation
-  and 80-100% test clips; a clip never crosses a part's boundary, so no frame is in two splits.
+  and 80-100% test clips; a clip never crosses a part's boundary, so no frame is in two splits. Besides the
+  evenly spaced windows, each part gets three windows around each of its shot cuts (``cut_clips``).
 - **frame labelling from real shot cuts**: cuts are the frames whose mean absolute difference to the previous
   frame (grey, 64x64, in [0, 1]) exceeds 0.08 and 4x the local median (+-8 frames) (the classic
   pixel-difference detector, e.g. Zhang, Kankanhalli, Smoliar 1993). Each frame is labelled ``shot_1`` or
@@ -27,7 +28,7 @@ What :func:`make_realdata` writes (the manifest format of :func:`~seqvision.data
 
 Example:
     >>> summary = make_realdata("data/realdata")          # needs the `realdata` extra
-    >>> summary["clips"]                                   # {"train": 40, "val": 12, "test": 12}
+    >>> summary["clips"]                                   # {"train": 72, "val": 28, "test": 25} (all 4 sources)
 """
 
 from __future__ import annotations
@@ -155,8 +156,22 @@ def _windows(lo: int, hi: int, length: int, count: int) -> list[int]:
     return sorted({int(round(lo + k * (last - lo) / (count - 1))) for k in range(count)})
 
 
+def _cut_windows(cuts: list[int], lo: int, hi: int, length: int) -> list[int]:
+    """Window starts around each cut in ``[lo, hi)``: three windows ``[start, start + length)`` inside
+    ``[lo, hi)`` holding the cut at 1/4, 1/2 and 3/4 of the window, so the same shot is seen as ``shot_1`` and
+    as ``shot_2`` and only the cut tells them apart; windows that would leave ``[lo, hi)`` are dropped."""
+    starts = []
+    for c in cuts:
+        for q in (1, 2, 3):
+            s = c - (length * q) // 4
+            if lo <= s and s + length <= hi and s not in starts:
+                starts.append(s)
+    return starts
+
+
 def make_realdata(out: str | os.PathLike, *, sources=None, clip_frames: int = 16, size: int = 128,
-                  clips_per_split: tuple[int, int, int] = (12, 4, 4), progress: bool = True) -> dict:
+                  clips_per_split: tuple[int, int, int] = (12, 4, 4), cut_clips: bool = True,
+                  progress: bool = True) -> dict:
     """Build the real-footage dataset in ``out``: ``videos/<source>_<split>_<k>.mp4`` (H.264), ``manifest.jsonl``
     (label, frame_labels, captions, split per clip), ``labels.json``, ``cuts.json`` (detected cuts per source)
     and ``SOURCES.md`` (files and licences).
@@ -167,6 +182,8 @@ def make_realdata(out: str | os.PathLike, *, sources=None, clip_frames: int = 16
         clip_frames: frames per clip (consecutive, at the source's frame rate).
         size: short side of the written clips in pixels.
         clips_per_split: clips per source for train / val / test (evenly spaced, may overlap within a split).
+        cut_clips: also three clips around each cut inside a split (ids ``<source>_<split>_cut<k>``), so the
+            frame task has cuts to learn from (evenly spaced windows alone hold a cut in about 1 clip in 6).
         progress: a tqdm bar over the sources.
 
     Returns:
@@ -195,12 +212,16 @@ def make_realdata(out: str | os.PathLike, *, sources=None, clip_frames: int = 16
             starts = _windows(lo, hi, clip_frames, clips_per_split[[s for s, _, _ in SPLITS].index(split)])
             if not starts:
                 raise DatasetError(f"{path}: {n} frames are too few for {clip_frames}-frame clips in split {split!r}")
-            for k, s in enumerate(starts):
+            named = [(f"{name}_{split}_{k:02d}", s) for k, s in enumerate(starts)]
+            if cut_clips:
+                named += [(f"{name}_{split}_cut{k:02d}", s)
+                          for k, s in enumerate(_cut_windows(cuts, lo, hi, clip_frames))]
+            for clip_id, s in named:
                 inside = [c for c in cuts if s < c < s + clip_frames]
                 labels = [FRAME_LABELS[sum(c <= s + t for c in inside) % 2] for t in range(clip_frames)]
-                rel = f"videos/{name}_{split}_{k:02d}.mp4"
+                rel = f"videos/{clip_id}.mp4"
                 _write_clip(out / rel, rgb[s: s + clip_frames], rate)
-                rows.append({"id": f"{name}_{split}_{k:02d}", "path": rel, "split": split, "label": name,
+                rows.append({"id": clip_id, "path": rel, "split": split, "label": name,
                              "frame_labels": labels, "captions": CAPTIONS[name],
                              "meta": {"source": path.name, "start_frame": s, "fps": float(rate), "cuts": inside}})
                 counts[split] += 1
