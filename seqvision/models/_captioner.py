@@ -91,7 +91,7 @@ class Captioner(nn.Module):
     def __init__(self, encoder: SequenceEncoder, vocab: Vocabulary, *, decoder: str = "attention",
                  cell: str = "lstm", embed_dim: int = 256, hidden: int = 0, attention_dim: int = 128,
                  max_len: int = 20, scheduled_sampling: float = 0.0, dropout: float = 0.0,
-                 nonlinearity: str = "tanh"):
+                 nonlinearity: str = "tanh", references_per_clip: int = 5):
         super().__init__()
         if decoder not in ("s2vt", "attention"):
             raise ValueError(f"Captioner: decoder must be 's2vt' or 'attention', got {decoder!r}")
@@ -101,6 +101,9 @@ class Captioner(nn.Module):
         self.cell = cell
         self.max_len = max_len
         self.scheduled_sampling = scheduled_sampling
+        if references_per_clip < 1:
+            raise ValueError(f"Captioner: references_per_clip must be >= 1, got {references_per_clip}")
+        self.references_per_clip = int(references_per_clip)
         hidden = hidden or encoder.hidden
         self.hidden = hidden
         mem = encoder.out_dim
@@ -172,6 +175,9 @@ class Captioner(nn.Module):
         """Teacher-forced decoding of decoder ``inputs (B, L)`` (from :func:`shift_for_teacher_forcing`) ->
         :class:`ModelOutput` with ``logits (B, L, V)`` and ``attention (B, L, T)`` (attention decoder)."""
         memory, state = self._encode(x, lengths)
+        return self._teacher_forced(memory, state, inputs)
+
+    def _teacher_forced(self, memory: _Memory, state: tuple[torch.Tensor, ...], inputs: torch.Tensor) -> ModelOutput:
         ss = self.scheduled_sampling if self.training else 0.0
         if self.attention is None and ss == 0.0:
             out, _ = self._run_rnn(self.embed(inputs), state)  # (B, L, Hd): one fused call
@@ -192,11 +198,35 @@ class Captioner(nn.Module):
         return ModelOutput(logits=torch.stack(logits, dim=1), attention=attention)  # (B, L, V)
 
     def loss(self, x: torch.Tensor, lengths: torch.Tensor | None, batch: dict) -> torch.Tensor:
-        """Cross-entropy of the next word, teacher forced, on ``batch["captions"]`` (one string per clip);
-        padding is ignored."""
-        tokens = self.tokenize_captions(batch["captions"], device=x.device)  # (B, L)
+        """Cross-entropy of the next word, teacher forced, averaged over the target words (padding ignored).
+
+        ``batch["captions"]`` holds per clip one caption string, or a list of its reference captions: then the
+        clip's first ``references_per_clip`` references are all trained on in this step (the clip is encoded once
+        and its decoder state repeated per reference), so every step sees each clip's captions, as training on
+        every (clip, caption) pair does (Venugopalan et al. 2015, S2VT) with the clip batch kept as the unit.
+        :class:`~seqvision.tasks.CaptionTask` passes the references shuffled by a seeded generator.
+
+        Raises:
+            ValueError: a clip with an empty reference list or a caption that is not a string.
+        """
+        refs = []
+        for i, c in enumerate(batch["captions"]):
+            c = [c] if isinstance(c, str) else list(c)[: self.references_per_clip]
+            if not c or not all(isinstance(t, str) for t in c):
+                raise ValueError(f"batch['captions'][{i}] must be a caption string or a non-empty list of them, "
+                                 f"got {batch['captions'][i]!r}")
+            refs.append(c)
+        tokens = self.vocab.encode_batch([t for r in refs for t in r], max_len=self.max_len,
+                                         device=x.device)  # (R, L), R = references in the batch
         inputs, targets = shift_for_teacher_forcing(tokens)
-        logits = self(x, lengths, inputs).logits  # (B, L-1, V)
+        memory, state = self._encode(x, lengths)
+        if len(tokens) != len(refs):  # a row per reference: repeat each clip's memory and decoder state
+            src = torch.repeat_interleave(torch.arange(len(refs), device=x.device),
+                                          torch.tensor([len(r) for r in refs], device=x.device))  # (R,)
+            memory = _Memory(memory.outputs[src], None if memory.keys is None else memory.keys[src],
+                             memory.mask[src])
+            state = tuple(s[:, src] for s in state)
+        logits = self._teacher_forced(memory, state, inputs).logits  # (R, L-1, V)
         return F.cross_entropy(rearrange(logits.float(), "b l v -> (b l) v"), rearrange(targets, "b l -> (b l)"),
                                ignore_index=self.vocab.pad_id)
 
@@ -284,6 +314,18 @@ class Captioner(nn.Module):
         return torch.stack(tokens, dim=1), scores, attention
 
     def _beam(self, memory: _Memory, state, K: int, max_len: int, length_penalty: float):
+        """Beam search with a pool of finished hypotheses (as Hugging Face ``BeamSearchScorer``; Wu et al. 2016
+        for the length normalisation): per clip ``K`` live hypotheses are extended by the best ``2K`` candidates of
+        each step; a candidate ending in ``<eos>`` within the best ``K`` enters the clip's pool of the ``K`` best
+        finished hypotheses (by ``sum(log p) / num_tokens ** length_penalty``, ``<eos>`` counted), the best ``K``
+        others live on. A clip is done when its pool is full and its best live hypothesis, normalised at its
+        current length, scores no better than the pool's worst. Hypotheses still live at ``max_len`` are ended
+        with ``<eos>`` there; those whose own next word was not ``<eos>`` are cut short and rank after every
+        hypothesis that ended by itself, so a truncated caption is returned only when fewer than ``K`` finished.
+        With ``K = 1`` this is greedy decoding.
+
+        Returns ``tokens (B, K, L)`` (each ends in ``<eos>``, then ``<pad>``), ``scores (B, K)`` (``-inf`` for a
+        missing hypothesis), attention ``(B, K, L, T)`` or None."""
         B = memory.outputs.shape[0]
         N = B * K
         dev = memory.outputs.device
@@ -293,37 +335,76 @@ class Captioner(nn.Module):
         state = tuple(repeat(s, "l b h -> l (b k) h", k=K) for s in state)  # (1, N, Hd)
         scores = torch.zeros(B, K, device=dev)
         scores[:, 1:] = float("-inf")  # all beams start identical: expand only the first
-        scores = rearrange(scores, "b k -> (b k)")  # (N,)
-        frozen = torch.full((V,), float("-inf"), device=dev)
-        frozen[pad] = 0.0  # a finished beam continues with <pad> at no cost
-        finished = torch.zeros(N, dtype=torch.bool, device=dev)
-        count = torch.zeros(N, device=dev)
+        scores = rearrange(scores, "b k -> (b k)")  # (N,) sum of log p of each live hypothesis
         words = torch.full((N,), self.vocab.bos_id, dtype=torch.long, device=dev)
         tokens = torch.zeros(N, 0, dtype=torch.long, device=dev)
-        attn_hist = None
+        attn_hist = None  # (N, t, T)
         base = torch.arange(B, device=dev)[:, None] * K  # (B, 1)
+        rank = torch.arange(2 * K, device=dev)[None]  # (1, 2K)
+        # per clip: [(truncated, -normalised score, order, tokens (L,), attention (L, T) or None)]
+        pools: list[list[tuple]] = [[] for _ in range(B)]
+        done = [False] * B
+        serial = 0
         for t in range(max_len + 1):
             logits, state, attn = self._step(words, state, memory)
-            logp = self._next_logp(logits, t, max_len)  # (N, V)
-            logp = torch.where(finished[:, None], frozen[None], logp)
+            logp = self._next_logp(logits, t, max_len)  # (N, V); at t == max_len only <eos> is finite
             cand = rearrange(scores[:, None] + logp, "(b k) v -> b (k v)", k=K)  # (B, K*V)
-            top, idx = cand.topk(K, dim=1)  # (B, K)
-            src = rearrange(base + idx // V, "b k -> (b k)")  # (N,) beam each new beam extends
-            words = rearrange(idx % V, "b k -> (b k)")  # (N,)
-            scores = rearrange(top, "b k -> (b k)")
-            state = tuple(s.index_select(1, src) for s in state)
-            was_finished = finished[src]
-            tokens = torch.cat([tokens[src], words[:, None]], dim=1)  # (N, t+1)
-            if attn is not None:
-                step_attn = attn[src].masked_fill(was_finished[:, None], 0.0)[:, None]  # (N, 1, T)
-                attn_hist = step_attn if attn_hist is None else torch.cat([attn_hist[src], step_attn], dim=1)
-            count = count[src] + (~was_finished).float()
-            finished = was_finished | (words == eos)
-            if bool(finished.all()):
+            top, idx = cand.topk(min(2 * K, K * V), dim=1)  # (B, 2K) best first
+            src = base + idx // V  # (B, 2K) flat index of the live hypothesis each candidate extends
+            word = idx % V  # (B, 2K)
+            done_t = torch.tensor(done, device=dev)  # (B,)
+            ends = (word == eos) & torch.isfinite(top) & ~done_t[:, None]  # (B, 2K)
+            finish = ends & (rank[:, : top.shape[1]] < K)  # only an <eos> among the best K candidates finishes
+            # at max_len <eos> is forced: a hypothesis is cut short there unless <eos> was the model's own choice
+            cut = torch.zeros(N, dtype=torch.bool, device=dev)
+            if t == max_len:
+                cut = self._next_logp(logits, t, max_len + 1).argmax(-1) != eos  # (N,) unforced choice
+            cut_list = cut.tolist()
+            top_list = top.detach().tolist()
+            for b, j in finish.nonzero().tolist():
+                truncated = cut_list[int(src[b, j])]
+                score = top_list[b][j] / (t + 1) ** length_penalty  # t + 1 tokens, <eos> included
+                pool = pools[b]
+                if not truncated and len(pool) >= K:
+                    worst = max(range(len(pool)), key=lambda i: pool[i][:3])
+                    if (False, -score, serial) >= pool[worst][:3]:
+                        continue
+                    pool.pop(worst)
+                seq = torch.cat([tokens[src[b, j]], word[b, j: j + 1]])  # (t + 1,)
+                hist = None
+                if attn is not None:
+                    prev = attn_hist[src[b, j]] if attn_hist is not None else attn.new_zeros(0, attn.shape[-1])
+                    hist = torch.cat([prev, attn[src[b, j]][None]])  # (t + 1, T)
+                pool.append((truncated, -score, serial, seq, hist))
+                serial += 1
+            # the best K candidates that do not end live on
+            key = rank[:, : top.shape[1]] + (word == eos) * (2 * K) + (~torch.isfinite(top)) * (4 * K)
+            keep = key.argsort(dim=1)[:, :K]  # (B, K)
+            live = top.gather(1, keep)  # (B, K) best first
+            best_live = (live[:, 0] / (t + 1) ** length_penalty).tolist()
+            for b, pool in enumerate(pools):  # done: the pool is full and beats the best live hypothesis
+                if not done[b] and len(pool) >= K and min(-h[1] for h in pool) >= best_live[b]:
+                    done[b] = True
+            if t == max_len or all(done):
                 break
-        final = rearrange(scores / count.clamp(min=1) ** length_penalty, "(b k) -> b k", k=K)
-        final, order = final.sort(dim=1, descending=True)  # (B, K)
-        pick = rearrange(base + order, "b k -> (b k)")
-        beam_tokens = rearrange(tokens[pick], "(b k) l -> b k l", k=K)
-        beam_attention = None if attn_hist is None else rearrange(attn_hist[pick], "(b k) l t -> b k l t", k=K)
-        return beam_tokens, final, beam_attention
+            scores = rearrange(live.masked_fill(torch.tensor(done, device=dev)[:, None], float("-inf")),
+                               "b k -> (b k)")  # a clip that is done keeps dead beams
+            sel = rearrange(src.gather(1, keep), "b k -> (b k)")  # (N,)
+            words = rearrange(word.gather(1, keep), "b k -> (b k)")
+            state = tuple(s.index_select(1, sel) for s in state)
+            tokens = torch.cat([tokens[sel], words[:, None]], dim=1)  # (N, t+1)
+            if attn is not None:
+                step_attn = attn[sel][:, None]  # (N, 1, T)
+                attn_hist = step_attn if attn_hist is None else torch.cat([attn_hist[sel], step_attn], dim=1)
+        L = max(len(h[3]) for pl in pools for h in pl)
+        T = memory.outputs.shape[1]
+        beam_tokens = torch.full((B, K, L), pad, dtype=torch.long, device=dev)
+        beam_scores = torch.full((B, K), float("-inf"), device=dev)
+        beam_attention = None if attn is None else torch.zeros(B, K, L, T, device=dev)
+        for b, pl in enumerate(pools):
+            for k, (_, neg, _, seq, hist) in enumerate(sorted(pl, key=lambda h: h[:3])[:K]):
+                beam_tokens[b, k, : len(seq)] = seq
+                beam_scores[b, k] = -neg
+                if hist is not None:
+                    beam_attention[b, k, : len(seq)] = hist
+        return beam_tokens, beam_scores, beam_attention

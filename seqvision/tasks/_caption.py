@@ -51,8 +51,10 @@ class CaptionAccumulator(MetricAccumulator):
 class CaptionTask(Task):
     """Sequence to sequence: a caption per clip (``model.task=caption``); selects on validation CIDEr.
 
-    Training draws one of a clip's reference captions per step (a seeded, checkpointed generator); the
-    validation loss uses the first reference; predictions decode with :class:`DecodeOptions`.
+    Training passes every reference caption of a clip, shuffled by a seeded, checkpointed generator, and the
+    captioner trains on up to its ``references_per_clip`` of them per step (all (clip, caption) pairs, not one
+    drawn caption: on a small set one draw per step left the decoder under-trained, issue #14); the validation
+    loss uses the first reference; predictions decode with :class:`DecodeOptions`.
     """
 
     name = "caption"
@@ -86,8 +88,8 @@ class CaptionTask(Task):
                 picked.append(refs[0] if refs else "")
             elif not refs:
                 raise DatasetError(f"{batch['path'][i] if 'path' in batch else i}: training clip has no caption")
-            else:
-                picked.append(refs[int(torch.randint(len(refs), (1,), generator=generator))])
+            else:  # every reference, in a seeded random order (the model trains on its first few)
+                picked.append([refs[int(k)] for k in torch.randperm(len(refs), generator=generator)])
         return {**batch, "captions": picked, "references": captions}
 
     def predict(self, model: nn.Module, x: torch.Tensor, lengths: torch.Tensor,
