@@ -173,7 +173,7 @@ def run_stream(source: FrameSource, predictor: OnlinePredictor, *, fps: float | 
                      "latency_ms": {k: round(v, 3) for k, v in lat.items()}}
                 if r.get("label") is not None:
                     labels[r["label"]] += 1
-                if r.get("caption"):
+                if r.get("caption") is not None:  # an empty caption is still a window's caption
                     summary.captions.append({"window": r["window"], "caption": r["caption"]})
                 summary.final_label = r.get("label", summary.final_label)
                 summary.processed += 1
@@ -216,7 +216,7 @@ def plot_timeline(results: list[dict], out: str | Path, *, title: str = "") -> P
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = [r for r in results if r.get("time") is not None]
-    captions = [r for r in rows if r.get("caption")]
+    captions = [r for r in rows if r.get("caption") is not None]
     fig = Figure(figsize=(10, 3.2))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
