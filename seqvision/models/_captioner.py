@@ -199,6 +199,7 @@ class Captioner(nn.Module):
 
     def loss(self, x: torch.Tensor, lengths: torch.Tensor | None, batch: dict) -> torch.Tensor:
         """Cross-entropy of the next word, teacher forced, averaged over the target words (padding ignored).
+        A caption longer than ``max_len`` words trains on its first ``max_len`` words without an ``<eos>`` target.
 
         ``batch["captions"]`` holds per clip one caption string, or a list of its reference captions: then the
         clip's first ``references_per_clip`` references are all trained on in this step (the clip is encoded once
@@ -216,8 +217,11 @@ class Captioner(nn.Module):
                 raise ValueError(f"batch['captions'][{i}] must be a caption string or a non-empty list of them, "
                                  f"got {batch['captions'][i]!r}")
             refs.append(c)
-        tokens = self.vocab.encode_batch([t for r in refs for t in r], max_len=self.max_len,
-                                         device=x.device)  # (R, L), R = references in the batch
+        tokens = self.vocab.encode_batch([t for r in refs for t in r], device=x.device)  # (R, L), R references
+        if tokens.shape[1] > self.max_len + 2:  # a caption longer than max_len words: its first max_len words,
+            tokens = tokens[:, : self.max_len + 2].clone()  # and no <eos> after them (it would teach the model to
+            cut = tokens[:, -1] != self.vocab.eos_id  # stop mid-sentence, "... from the bottom to <eos>")
+            tokens[cut, -1] = self.vocab.pad_id
         inputs, targets = shift_for_teacher_forcing(tokens)
         memory, state = self._encode(x, lengths)
         if len(tokens) != len(refs):  # a row per reference: repeat each clip's memory and decoder state
