@@ -146,7 +146,7 @@ class TrainConfig:
 class EvalConfig:
     split: str = ""  # "" = data.test_split
     beam_size: int = 3
-    length_penalty: float = 1.0
+    length_penalty: float = 0.6  # beam scores sum(log p) / num_tokens ** this (1.0 favoured long captions)
     max_len: int = 0  # 0 = model.max_caption_len
     top_k: int = 5
 

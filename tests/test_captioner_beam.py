@@ -50,7 +50,7 @@ def test_a_caption_cut_at_max_len_ranks_after_finished_ones():
     (log(.9 * .01) / 7 = -0.673) and "it ends" (log(.1) / 3 = -0.768) come first."""
     model = _bigram(max_len=9)
     x, lengths = torch.zeros(2, 3, 3), torch.tensor([3, 2])
-    out = model.predict(x, lengths, beam_size=3)
+    out = model.predict(x, lengths, beam_size=3, length_penalty=1.0)
     texts = [[model.vocab.decode(t) for t in clip] for clip in out.beam_tokens]
     assert texts[0] == ["a shape moves to the top", "it ends", "a shape moves to the top to the top"]
     assert texts[1] == texts[0] and out.texts == ["a shape moves to the top"] * 2
@@ -60,7 +60,7 @@ def test_a_caption_cut_at_max_len_ranks_after_finished_ones():
     assert model.predict(x, lengths).texts[0] == "a shape moves to the top to the top"
     # with room to finish, the loop's own <eos> after "... to the top to the top" (p .01) ends it: the same
     # words and score, now a finished caption, so length normalisation ranks it first
-    long = _bigram(max_len=12).predict(x, lengths, beam_size=3)
+    long = _bigram(max_len=12).predict(x, lengths, beam_size=3, length_penalty=1.0)
     assert long.texts[0] == "a shape moves to the top to the top"
     torch.testing.assert_close(long.scores[0], torch.tensor(want[2]), atol=1e-4, rtol=0)
 
@@ -146,10 +146,10 @@ def test_trained_captioner_beam_one_is_greedy(trained):
     model, _ = trained
     x, _ = _clips(8, seed=2)
     lengths = torch.tensor([6, 5, 6, 3, 6, 4, 6, 6])
-    greedy = model.predict(x, lengths)
+    greedy = model.predict(x, lengths, length_penalty=0.6)
     with torch.no_grad():
         memory, state = model._encode(x, lengths)
-        tokens, scores, attention = model._beam(memory, state, 1, model.max_len, 1.0)
+        tokens, scores, attention = model._beam(memory, state, 1, model.max_len, 0.6)
     assert torch.equal(tokens[:, 0, : greedy.tokens.shape[1]], greedy.tokens)
     torch.testing.assert_close(scores[:, 0], greedy.scores)
     torch.testing.assert_close(attention[:, 0, : greedy.attention.shape[1]], greedy.attention)

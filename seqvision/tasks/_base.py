@@ -43,12 +43,13 @@ class DecodeOptions:
     Attributes:
         beam_size: 1 = greedy (what validation during training uses).
         max_len: at most this many words (None = the model's ``max_caption_len``).
-        length_penalty: final scores are ``sum(log p) / num_tokens ** length_penalty``.
+        length_penalty: final scores are ``sum(log p) / num_tokens ** length_penalty`` (0.6 as in Wu et al.
+            2016; 1.0, the per-word mean, favours long captions of predictable words).
     """
 
     beam_size: int = 1
     max_len: int | None = None
-    length_penalty: float = 1.0
+    length_penalty: float = 0.6
 
     @classmethod
     def from_config(cls, cfg: Config, *, beam_size: int | None = None) -> "DecodeOptions":
