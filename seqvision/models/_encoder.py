@@ -273,6 +273,35 @@ class SequenceEncoder(nn.Module):
         self.feature_mean.copy_(mean)
         self.feature_std.copy_(std)
 
+    @torch.no_grad()
+    def set_input_basis(self, basis: torch.Tensor, *, trainable: bool = False) -> None:
+        """Make the input projection ``basis (k, D)`` float (bias 0): each row a direction of the standardised
+        feature space, e.g. the training split's top-k principal components (PCA) scaled so the first has unit
+        variance (the trainer's ``prepare_model`` does this when ``model.input_proj`` is k > 0).
+
+        ``trainable=False`` freezes the projection (``requires_grad`` False; a fixed linear map like the
+        standardisation, so no label-driven weights read the raw D dimensions). On 252 clips of 5120-D random
+        Lite0 grid features a learned D->k projection or full-width RNN input weights memorise clip appearance
+        (train loss ~0.003, test 0.83); the fixed top-128 components keep the directions shared by many frames
+        and the RNN learns the motion in them (README "Learning from any encoder"). The weights travel in the
+        ``state_dict`` like any Linear; a loaded model is not frozen (freezing is a training-time choice).
+
+        Raises:
+            ValueError: the encoder has no input projection (``input_proj`` 0), ``basis`` is not ``(k, D)``, or
+                it has non-finite values.
+        """
+        if not isinstance(self.proj, nn.Linear):
+            raise ValueError("set_input_basis: this encoder has no input projection (input_proj=0)")
+        basis = torch.as_tensor(basis, dtype=torch.float32).detach()
+        want = tuple(self.proj.weight.shape)
+        if tuple(basis.shape) != want:
+            raise ValueError(f"set_input_basis: basis must have shape (k, D)={want}, got {tuple(basis.shape)}")
+        if not bool(torch.isfinite(basis).all()):
+            raise ValueError("set_input_basis: basis has non-finite values")
+        self.proj.weight.copy_(basis.to(self.proj.weight.device))
+        self.proj.bias.zero_()
+        self.proj.requires_grad_(trainable)
+
     def embed_input(self, x: torch.Tensor) -> torch.Tensor:
         """``x (..., D)`` -> what the first RNN layer reads ``(..., D')``: standardise, LayerNorm, projection."""
         x = (x - self.feature_mean.to(x.dtype)) / self.feature_std.to(x.dtype)

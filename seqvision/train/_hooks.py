@@ -13,16 +13,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..baselines import BASELINE_METRIC, format_baseline, run_baseline
 from ..config import Config
-from ..features import feature_stats
+from ..features import feature_stats, stack_frames
 from ..tasks import Task
 
 log = logging.getLogger("seqvision.train")
 
-__all__ = ["prepare_model", "baseline_metrics"]
+__all__ = ["prepare_model", "baseline_metrics", "principal_basis"]
 
 
 def prepare_model(model: nn.Module, data: Any, cfg: Config, *, progress: bool = False) -> None:
@@ -31,7 +32,9 @@ def prepare_model(model: nn.Module, data: Any, cfg: Config, *, progress: bool = 
 
     ``model.standardize`` (cached features only): the per-dimension mean / std of the training split's frames
     go into the sequence encoder's buffers (:meth:`SequenceEncoder.set_feature_stats`), so every later use of
-    the model (eval, CLI, inspect, streaming) standardises its input the same way."""
+    the model (eval, CLI, inspect, streaming) standardises its input the same way. With ``model.input_proj`` k > 0
+    as well, the input projection becomes the top-k principal components of the standardised training frames,
+    fixed (:func:`principal_basis`, :meth:`SequenceEncoder.set_input_basis`)."""
     encoder = getattr(model, "encoder", None)
     if not cfg.model.standardize or cfg.train.input != "features" or not hasattr(encoder, "set_feature_stats"):
         return
@@ -39,6 +42,45 @@ def prepare_model(model: nn.Module, data: Any, cfg: Config, *, progress: bool = 
     encoder.set_feature_stats(mean, std)
     log.info("input standardisation from %d training clips: feature mean |m| median %.3g, std median %.3g",
              len(data.train), float(mean.abs().median()), float(std.median()))
+    k = int(cfg.model.input_proj)
+    if k > 0 and hasattr(encoder, "set_input_basis"):
+        basis, explained = principal_basis(data.train, encoder.feature_mean, encoder.feature_std, k, seed=cfg.seed,
+                                           progress=progress)
+        encoder.set_input_basis(basis, trainable=False)
+        log.info("input projection: the top %d principal components of the standardised training frames (%.1f%% "
+                 "of their variance), fixed", k, 100.0 * explained)
+
+
+@torch.no_grad()
+def principal_basis(dataset: Any, mean: torch.Tensor, std: torch.Tensor, k: int, *, max_frames: int = 8192,
+                    seed: int = 0, progress: bool = False) -> tuple[torch.Tensor, float]:
+    """The top-``k`` principal directions of the standardised frames ``(x - mean) / std`` of ``dataset``
+    (valid frames only; a seeded subset of ``max_frames`` when there are more), as rows of ``(k, D)`` float32
+    scaled so the projection on the first has unit variance, and the fraction of the variance they hold.
+
+    Randomised PCA (Halko, Martinsson & Tropp 2011, ``torch.pca_lowrank``) under a forked, seeded RNG, so the
+    global RNG (model init, dropout) is untouched and a run is reproducible. Rows past the rank (fewer frames
+    than ``k``) are 0.
+
+    Raises:
+        ValueError: the dataset has no valid frames.
+    """
+    clips, _ = stack_frames(dataset, progress=progress)
+    frames = torch.cat(clips) if clips else torch.zeros(0, mean.numel())  # (N, D)
+    if frames.shape[0] == 0:
+        raise ValueError("principal_basis: the training split has no valid frames")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if frames.shape[0] > max_frames:
+            frames = frames[torch.randperm(frames.shape[0])[:max_frames]]
+        z = (frames - mean.cpu()) / std.cpu()  # (N, D) standardised
+        q = min(k, *z.shape)
+        _, s, v = torch.pca_lowrank(z, q=q, center=False, niter=4)  # v: (D, q)
+    basis = torch.zeros(k, z.shape[1])
+    unit = float(s[0]) / z.shape[0] ** 0.5 if float(s[0]) > 0 else 1.0  # std of the first component
+    basis[:q] = v.T / unit
+    explained = float((s ** 2).sum() / (z ** 2).sum().clamp(min=1e-30))
+    return basis, explained
 
 
 def baseline_metrics(data: Any, task: Task, cfg: Config, *, progress: bool = False) -> dict[str, Any]:
