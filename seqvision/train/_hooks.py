@@ -45,7 +45,7 @@ def prepare_model(model: nn.Module, data: Any, cfg: Config, *, progress: bool = 
     k = int(cfg.model.input_proj)
     if k > 0 and hasattr(encoder, "set_input_basis"):
         basis, explained = principal_basis(data.train, encoder.feature_mean, encoder.feature_std, k, seed=cfg.seed,
-                                           progress=progress)
+                                           transform=getattr(encoder, "norm", None), progress=progress)
         encoder.set_input_basis(basis, trainable=False)
         log.info("input projection: the top %d principal components of the standardised training frames (%.1f%% "
                  "of their variance), fixed", k, 100.0 * explained)
@@ -53,10 +53,12 @@ def prepare_model(model: nn.Module, data: Any, cfg: Config, *, progress: bool = 
 
 @torch.no_grad()
 def principal_basis(dataset: Any, mean: torch.Tensor, std: torch.Tensor, k: int, *, max_frames: int = 8192,
-                    seed: int = 0, progress: bool = False) -> tuple[torch.Tensor, float]:
+                    seed: int = 0, transform: Any = None, progress: bool = False) -> tuple[torch.Tensor, float]:
     """The top-``k`` principal directions of the standardised frames ``(x - mean) / std`` of ``dataset``
     (valid frames only; a seeded subset of ``max_frames`` when there are more), as rows of ``(k, D)`` float32
     scaled so the projection on the first has unit variance, and the fraction of the variance they hold.
+    ``transform``: applied to the standardised frames first (the encoder's input LayerNorm, what the projection
+    reads; None = none).
 
     Randomised PCA (Halko, Martinsson & Tropp 2011, ``torch.pca_lowrank``) under a forked, seeded RNG, so the
     global RNG (model init, dropout) is untouched and a run is reproducible. Rows past the rank (fewer frames
@@ -74,6 +76,10 @@ def principal_basis(dataset: Any, mean: torch.Tensor, std: torch.Tensor, k: int,
         if frames.shape[0] > max_frames:
             frames = frames[torch.randperm(frames.shape[0])[:max_frames]]
         z = (frames - mean.cpu()) / std.cpu()  # (N, D) standardised
+        if transform is not None:
+            where = next((p.device for p in transform.parameters()), z.device) if isinstance(transform, nn.Module) \
+                else z.device
+            z = transform(z.to(where)).float().cpu()
         q = min(k, *z.shape)
         _, s, v = torch.pca_lowrank(z, q=q, center=False, niter=4)  # v: (D, q)
     basis = torch.zeros(k, z.shape[1])
