@@ -193,7 +193,9 @@ class SequenceEncoder(nn.Module):
         hidden_sizes: per-layer widths, e.g. ``[16, 8]``: stacked single-layer modules of different widths.
         bidirectional: run a backward direction too (output width 2H).
         dropout: dropout between layers (training only).
-        input_proj: if > 0, a linear projection of the features to this width before the RNN.
+        input_proj: if > 0, a linear projection of the features to this width before the RNN. Learned, unless
+            :meth:`set_input_basis` fixes it (the trainer does, with ``model.standardize``: the training split's
+            top principal components).
         input_norm: LayerNorm on the input features (before the projection).
 
     Feature standardisation: every path into the RNN (``forward``, ``step``, inspection) first maps the features
