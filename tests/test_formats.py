@@ -126,10 +126,12 @@ def test_folder_with_split_folders(tmp_path):
     touch(root / "train" / "a" / "2.mkv")
     touch(root / "val" / "a" / "3.webm")
     touch(root / "test" / "b" / "4.mov")
+    touch(root / "test" / "a" / "5.ts")  # MPEG-TS, as cameras and HLS segments write
     index = load_index(DataConfig(format="folder", root=str(root)))
     assert index.label_names == ["a", "b"]
     assert sorted((r.id, r.split, r.label) for r in index.records) == [
-        ("test/b/4", "test", 1), ("train/a/2", "train", 0), ("train/b/1", "train", 1), ("val/a/3", "val", 0)]
+        ("test/a/5", "test", 0), ("test/b/4", "test", 1), ("train/a/2", "train", 0), ("train/b/1", "train", 1),
+        ("val/a/3", "val", 0)]
     with pytest.raises(DatasetError, match="no class folders"):
         load_index(DataConfig(format="folder", root=str(tmp_path / "clips" / "train" / "a")))
 

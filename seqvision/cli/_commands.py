@@ -24,14 +24,12 @@ from ..data.realdata import make_realdata
 from ..data.synth import _encode
 from ..errors import ConfigError, SeqVisionError
 from ..features import FrameEncoder, extract_features, list_encoders
-from ..io import VideoReader
+from ..io import VIDEO_EXTENSIONS, VideoReader
 from ..runtime import select_device
 from ._stream import export_command, stream_command, window_command
 
 # Not imported here: seqvision.train (and ._predict, ._demo, which import it) pulls matplotlib and pycocoevalcap,
 # about +0.4 s on top of the rest; only train / eval / predict / inspect / demo pay for it (marked ``lazy:``).
-
-VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
 
 
 def _err(msg: str) -> None:
@@ -114,7 +112,7 @@ def collect_videos(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]
         if p.is_dir():
             vids = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in VIDEO_EXTENSIONS)
             if not vids:
-                missing.append((item, "folder holds no video files (" + ", ".join(sorted(VIDEO_EXTENSIONS)) + ")"))
+                missing.append((item, "folder holds no video files (" + ", ".join(VIDEO_EXTENSIONS) + ")"))
             found.extend(vids)
         elif p.is_file():
             found.append(p)

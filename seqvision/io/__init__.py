@@ -8,7 +8,7 @@ from seqvision.errors import VideoDecodeError
 from seqvision.io._decord_backend import decord_used
 from seqvision.io._reader import DEFAULT_MAX_BYTES, VideoReader, check_reader_options
 from seqvision.io._samplers import SAMPLERS, sample_indices
-from seqvision.io._types import FrameBatch, SampledIndices, VideoMetadata
+from seqvision.io._types import VIDEO_EXTENSIONS, FrameBatch, SampledIndices, VideoMetadata
 
 __all__ = [
     "decord_used",
@@ -21,4 +21,5 @@ __all__ = [
     "sample_indices",
     "SAMPLERS",
     "DEFAULT_MAX_BYTES",
+    "VIDEO_EXTENSIONS",
 ]

@@ -6,7 +6,12 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["VideoMetadata", "FrameBatch", "SampledIndices"]
+__all__ = ["VideoMetadata", "FrameBatch", "SampledIndices", "VIDEO_EXTENSIONS"]
+
+# File name endings taken for videos when a folder is scanned (dataset folders, `seqvision classify DIR`); FFmpeg
+# opens any of them. MPEG-TS (.ts, .m2ts, .mts) is what cameras, DVB and HLS segments write.
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts",
+                    ".m2ts", ".mts")
 
 
 @dataclass(frozen=True)

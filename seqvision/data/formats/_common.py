@@ -9,8 +9,7 @@ import numpy as np
 
 from ...config import DataConfig
 from ...errors import DatasetError
-
-VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".webm", ".mov")
+from ...io import VIDEO_EXTENSIONS as VIDEO_EXTS
 
 
 def root_of(data_cfg: DataConfig, fmt: str) -> Path:
