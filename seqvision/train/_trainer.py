@@ -172,6 +172,10 @@ class Trainer:
                              **({"collate": collate_fn} if collate_fn is not None else {}))
         if len(data.train) == 0:
             raise DatasetError(f"data.split: the training split {cfg.data.split!r} is empty")
+        # Again before the model: building the data may have drawn from the global RNG (feature extraction's
+        # DataLoader seeds its workers from it when the cache was missing), and the model's initial weights must
+        # not depend on whether the features were already cached.
+        seed_everything(cfg.seed, deterministic=cfg.train.deterministic)
         self.data = data
         self.task = build_task(cfg.model.task, data.labels)
         model = model if model is not None else self.task.build_model(cfg.model, input_dim=data.input_dim)
