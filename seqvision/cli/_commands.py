@@ -26,7 +26,7 @@ from ..errors import ConfigError, SeqVisionError
 from ..features import FrameEncoder, extract_features, list_encoders
 from ..io import VIDEO_EXTENSIONS, VideoReader
 from ..runtime import select_device
-from ._stream import export_command, stream_command, window_command
+from ._stream import check_window_args, export_command, stream_command, window_command
 
 # Not imported here: seqvision.train (and ._predict, ._demo, which import it) pulls matplotlib and pycocoevalcap,
 # about +0.4 s on top of the rest; only train / eval / predict / inspect / demo pay for it (marked ``lazy:``).
@@ -125,7 +125,7 @@ def cmd_predict(args) -> int:
     from ._predict import predict_videos  # lazy: imports seqvision.train (~0.4 s), see the top
 
     videos, problems = collect_videos(args.inputs)
-    if getattr(args, "window", None):  # long untrimmed videos, window by window (seqvision.stream)
+    if args.mode == "classify" and check_window_args(args):  # long untrimmed videos, window by window
         return window_command(args, videos, problems)
     opts = {"top_k": args.top_k} if args.mode == "classify" else {"beam_size": args.beam_size}
     results, failed = predict_videos(args.checkpoint, videos, mode=args.mode, device=args.device,

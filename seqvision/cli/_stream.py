@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+
+import av
 
 from ..data import ErrorReport
 from ..errors import ArgumentError, ConfigError, SeqVisionError, VideoDecodeError
 from ..runtime import select_device
 
-__all__ = ["add_stream_args", "stream_command", "add_export_args", "export_command", "add_window_args", "window_command"]
+__all__ = ["add_stream_args", "stream_command", "add_export_args", "export_command", "add_window_args",
+           "check_window_args", "window_command"]
 
 
 def _options(pairs: list[str]) -> dict[str, str]:
@@ -28,39 +32,93 @@ def _options(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def _number(kind, low: float, *, strict: bool):
+    """An argparse ``type`` for numbers ``> low`` (``strict``) or ``>= low``: a bad value is one ``error:`` line
+    (exit 2) naming the option, before anything runs."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got "
+                                             f"{text!r}") from None
+        if value != value or (value <= low if strict else value < low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low:g}, got {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+positive_float = _number(float, 0, strict=True)
+positive_int = _number(int, 0, strict=True)
+nonnegative_float = _number(float, 0, strict=False)
+nonnegative_int = _number(int, 0, strict=False)
+
+
+def check_output_image(path: str | os.PathLike, option: str, *, folder: bool = False) -> Path:
+    """Check before a run that an image can be written at ``path`` (so a bad ``--timeline`` fails in a second,
+    not after the whole run): its extension is one matplotlib writes (``png``, ``pdf``, ``svg``, ...) and its
+    folder can be created and written (``folder``: ``path`` is a folder to create and write into).
+
+    Raises:
+        ArgumentError: naming ``option`` and the path.
+    """
+    from matplotlib.backend_bases import FigureCanvasBase  # lazy: matplotlib (see the top)
+
+    path = Path(path)
+    suffix = path.suffix.lower().lstrip(".")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if not folder and suffix not in formats:
+        raise ArgumentError(option, f"{path}: not an image format matplotlib writes (use one of: "
+                                    f"{', '.join(sorted(formats))})")
+    target = path if folder else path.parent
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        probe = target / f".seqvision-write-test-{os.getpid()}" if folder else path
+        existed = probe.exists()
+        with open(probe, "ab"):
+            pass
+        if not existed:
+            probe.unlink()
+    except OSError as exc:
+        raise ArgumentError(option, f"{path}: cannot write there ({exc.strerror or exc})") from None
+    return path
+
+
 def add_stream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("source", metavar="SOURCE",
                    help="a video file, a file still being written (--follow), a URL (rtsp://, rtmp://, udp://, "
                         "http(s)://, ...) or a capture device (/dev/video0)")
-    p.add_argument("--fps", type=float, default=None,
+    p.add_argument("--fps", type=positive_float, default=None,
                    help="frames per second to run the model at (default: the checkpoint's data.fps when it was "
                         "trained with the fps sampler, else every frame)")
     win = p.add_mutually_exclusive_group()
-    win.add_argument("--window", type=float, default=None, metavar="SECONDS",
+    win.add_argument("--window", type=positive_float, default=None, metavar="SECONDS",
                      help="windows of this many seconds of stream time, cut as `classify --window` cuts a video: "
                           "clip models restart their running label, captioners write a caption (default: never / "
                           "2 x data.num_frames frames)")
-    win.add_argument("--window-frames", type=int, default=None, metavar="N",
+    win.add_argument("--window-frames", type=positive_int, default=None, metavar="N",
                      help="windows of N frames instead (what --window meant before it took seconds)")
-    p.add_argument("--micro-batch", type=int, default=1, help="frames per CNN call when frames queue up")
-    p.add_argument("--queue", type=int, default=None, help="decoded frames waiting at most (default 2 for live "
+    p.add_argument("--micro-batch", type=positive_int, default=1, help="frames per CNN call when frames queue up")
+    p.add_argument("--queue", type=positive_int, default=None, help="decoded frames waiting at most (default 2 for live "
                                                            "sources, which drop the oldest beyond it; 8 for files)")
-    p.add_argument("--max-frames", type=int, default=None, help="stop after this many processed frames")
+    p.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many processed frames")
     p.add_argument("--follow", action="store_true", help="the file is still being written: wait for more data")
-    p.add_argument("--idle-timeout", type=float, default=5.0, help="--follow: end after this many seconds "
+    p.add_argument("--idle-timeout", type=positive_float, default=5.0, help="--follow: end after this many seconds "
                                                                    "without growth")
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds without data before a live source counts "
+    p.add_argument("--timeout", type=positive_float, default=5.0, help="seconds without data before a live source counts "
                                                               "as stalled")
-    p.add_argument("--reconnects", type=int, default=3, help="reopen a stalled or cut live source at most this "
+    p.add_argument("--reconnects", type=nonnegative_int, default=3, help="reopen a stalled or cut live source at most this "
                                                              "many times in a row")
-    p.add_argument("--backoff", type=float, default=0.5, help="seconds before the first reconnect, doubled each "
+    p.add_argument("--backoff", type=nonnegative_float, default=0.5, help="seconds before the first reconnect, doubled each "
                                                               "time")
     p.add_argument("--format", dest="input_format", default=None, help="FFmpeg input format (mpegts, v4l2, ...)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="FFmpeg input option, e.g. rtsp_transport=tcp or video_size=640x480 (repeatable)")
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--timeline", default=None, metavar="PNG", help="write a timeline plot of the run")
+    p.add_argument("--top-k", type=positive_int, default=5, help="labels with probabilities per answer (>= 1)")
+    p.add_argument("--timeline", default=None, metavar="PNG", help="write a timeline plot of the run (any "
+                                                                   "image format matplotlib writes: .png, .pdf, "
+                                                                   ".svg, ...; checked before the run)")
     p.add_argument("--device", default="cpu")
 
 
@@ -68,6 +126,11 @@ def stream_command(args) -> int:
     """``seqvision stream``: JSON lines on stdout (one per processed frame, then ``{"summary": ...}``)."""
     from ..stream import FrameSource, OnlinePredictor, plot_timeline, run_stream  # lazy: matplotlib (see the top)
 
+    if args.input_format is not None and args.input_format not in av.formats_available:
+        raise ArgumentError("--format", f"{args.input_format!r} is not an FFmpeg input format of this build "
+                                        f"(e.g. mpegts, v4l2, matroska; `ffmpeg -formats` lists them)")
+    if args.timeline:
+        check_output_image(args.timeline, "--timeline")
     if ((args.window is not None and not args.window > 0)
             or (args.window_frames is not None and args.window_frames < 1)):
         raise ArgumentError("--window/--window-frames", f"must be > 0 seconds / >= 1 frames, got "
@@ -115,12 +178,33 @@ def export_command(args) -> int:
 
 def add_window_args(p: argparse.ArgumentParser) -> None:
     """``classify --window S --stride S``: label a long video window by window."""
-    p.add_argument("--window", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--window", type=positive_float, default=None, metavar="SECONDS",
                    help="label long videos window by window (streaming decode); frame models give a per-frame "
                         "timeline")
-    p.add_argument("--stride", type=float, default=None, metavar="SECONDS", help="window step (default: --window)")
+    p.add_argument("--stride", type=positive_float, default=None, metavar="SECONDS",
+                   help="--window: window step (default: --window)")
     p.add_argument("--timeline", default=None, metavar="PNG_OR_DIR",
-                   help="--window: timeline PNG (a folder when there are several videos)")
+                   help="--window: timeline image (.png, .pdf, .svg, ...; a folder when there are several videos "
+                        "or the path has no extension)")
+
+
+def check_window_args(args) -> bool:
+    """``classify``: True when ``--window`` asks for window labelling; ``--stride`` / ``--timeline`` without it
+    are an error (they would be ignored), and ``--timeline`` is checked before the run.
+
+    Raises:
+        ArgumentError: ``--stride`` or ``--timeline`` without ``--window``; a ``--timeline`` path that cannot be
+            written (see :func:`check_output_image`).
+    """
+    window = getattr(args, "window", None)
+    if window is None:
+        given = [o for o, v in (("--stride", getattr(args, "stride", None)),
+                                ("--timeline", getattr(args, "timeline", None))) if v is not None]
+        if given:
+            raise ArgumentError("/".join(given), "only applies with --window SECONDS (window-by-window labelling "
+                                                 "of long videos); plain classify labels each whole video")
+        return False
+    return True
 
 
 def window_command(args, videos, problems) -> int:
@@ -137,22 +221,28 @@ def window_command(args, videos, problems) -> int:
 
     if args.window <= 0 or (args.stride is not None and args.stride <= 0):
         raise ArgumentError("--window/--stride", f"must be > 0 seconds, got {args.window:g}, {args.stride}")
+    timeline_folder = bool(args.timeline) and (len(videos) > 1 or Path(args.timeline).is_dir()
+                                               or not Path(args.timeline).suffix)
+    if args.timeline:
+        check_output_image(args.timeline, "--timeline", folder=timeline_folder)
     loaded = load_model(args.checkpoint, device=str(select_device(args.device)), with_encoder=True)
     failed: list[tuple[str, str]] = []
     report = ErrorReport()  # classify's systemic-failure rule
 
-    def fail(path: str, message: str, error_type: str | None) -> None:
+    def fail(path: str, message: str, error_type: str | None, **extra) -> None:
         failed.append((path, message))
         if args.json:
-            print(json.dumps({"path": path, "error": message, "error_type": error_type}), flush=True)
+            print(json.dumps({"path": path, "error": message, "error_type": error_type, **extra}), flush=True)
 
     for p, e in problems:
         fail(p, e, None)
     for video in videos:
         gen = label_windows(loaded, video, window=args.window, stride=args.stride, top_k=args.top_k)
+        done = 0
         try:
             while True:
                 w = next(gen)
+                done += 1
                 if args.json:
                     print(json.dumps({"path": str(video), **w}), flush=True)
                 else:
@@ -167,17 +257,24 @@ def window_command(args, videos, problems) -> int:
             report.add([(str(video), message)], loaded=0)
             report.raise_if_systemic(total=len(videos))
             continue
+        if labels.error:  # decoding stopped part way: the windows so far are not the whole video
+            until = "no frame decoded" if labels.until_s is None else f"at {labels.until_s:.2f} s"
+            fail(str(video), f"decoding stopped {until} ({labels.error}); {done} windows labelled before it, the "
+                             f"rest of the video was not", "VideoDecodeError", windows_done=done,
+                 until_s=labels.until_s)
         if args.timeline:
             png = Path(args.timeline)
-            if len(videos) > 1 or png.suffix.lower() != ".png":
+            if timeline_folder:
                 png = png / f"{Path(video).stem}_timeline.png"
-            rows = labels.timeline or [{"time": w["start"], "label": w.get("label"), "probs": w.get("probs", {})}
-                                       for w in labels.windows]
+            rows = labels.timeline or [  # captioners: each window's caption over its span, as `stream` draws it
+                {"time": w["start"], "caption": w["caption"], "window": [w["start"], w["end"]]} if "caption" in w
+                else {"time": w["start"], "label": w.get("label"), "probs": w.get("probs", {})}
+                for w in labels.windows]
             plot_timeline(rows, png, title=f"{Path(video).name}: windows of {args.window:g} s")
             print(f"timeline: {png}", file=sys.stderr)
     if not args.json:
         for p, e in failed:
             print(f"{p}: FAILED: {e}")
         if failed:
-            print(f"{len(failed)} of {len(failed) + report.loaded} inputs failed", file=sys.stderr)
+            print(f"{len(failed)} of {len(videos) + len(problems)} inputs failed", file=sys.stderr)
     return 1 if failed else 0

@@ -134,9 +134,11 @@ class ErrorReport:
         """Stop a run whose failures are systemic instead of skipping every video (the one place of this rule).
 
         Systemic: nothing has loaded yet (``ok == 0``) and either every one of ``total`` (at least 2) videos
-        failed, or the first ``first`` failures all have one cause (the reason with the file's own path taken
-        out). Scattered bad files, or any failure after a video loaded, are not systemic: they stay skipped and
-        reported. Call it after each batch (``report.add(batch)``); cheap.
+        failed with at least two of them for one cause (or at least ``first`` of them, whatever the causes), or
+        the first ``first`` failures all have one cause (the reason with the file's own path taken out). A few
+        inputs that each fail for their own reason (an empty file and a text file), scattered bad files, or any
+        failure after a video loaded, are not systemic: they stay skipped and reported. Call it after each
+        batch (``report.add(batch)``); cheap.
 
         Args:
             total: videos this run will try (``None`` when unknown: only the ``first`` rule applies).
@@ -155,7 +157,8 @@ class ErrorReport:
         causes: dict[str, str] = {}
         for path, reason in self._items.items():
             causes.setdefault(_cause(path, reason), path)
-        every = total is not None and total >= 2 and failed >= total
+        every = (total is not None and total >= 2 and failed >= total
+                 and (len(causes) < failed or failed >= first))  # a shared cause, or too many to be chance
         if every or (failed >= first and len(causes) == 1):
             raise SystemicDecodeError(failed, failed, total, [(r, p) for r, p in causes.items()])
 

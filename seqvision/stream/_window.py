@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..errors import VideoDecodeError
 from ._online import FramePreparer
 from ._source import FrameSource
 
@@ -26,6 +27,8 @@ class WindowLabels:
         timeline: frames task: ``[{"time", "frame", "label"}]`` for every sampled frame, labelled by the window
             whose centre is nearest (so overlapping windows agree on one label per frame).
         max_buffered: the most frame features held at once (bounded by the window, not the video's length).
+        end_reason: the frame source's ``end_reason`` (``"eof"`` when the whole file was read).
+        until_s: stream time (s) of the last decoded frame; ``None`` when none was decoded.
     """
 
     path: str
@@ -33,6 +36,15 @@ class WindowLabels:
     windows: list[dict] = field(default_factory=list)
     timeline: list[dict] = field(default_factory=list)
     max_buffered: int = 0
+    end_reason: str = ""
+    until_s: float | None = None
+
+    @property
+    def error(self) -> str | None:
+        """Why decoding stopped before the file's end (e.g. ``"eof after a decode error (InvalidDataError:
+        ...)"``: the windows after ``until_s`` were never labelled), or ``None`` when the file was read to its
+        end. Callers must report it: the windows returned so far look like a complete run."""
+        return self.end_reason if self.end_reason.startswith(("eof after", "source lost")) else None
 
 
 def label_windows(loaded, video: str | os.PathLike, *, window: float, stride: float | None = None,
@@ -50,6 +62,11 @@ def label_windows(loaded, video: str | os.PathLike, *, window: float, stride: fl
     Args:
         loaded: a :class:`seqvision.train.LoadedModel` with its frame encoder.
         window, stride: seconds (> 0).
+
+    A file whose decoding fails part way (a corrupt packet the frame source cannot skip) does not raise: the
+    windows up to that point are yielded, and the returned :class:`WindowLabels` says so (``error``,
+    ``end_reason``, ``until_s``); callers must check ``error`` (``seqvision classify --window`` reports the file
+    as failed, exit code 1).
 
     Raises:
         ValueError: ``window`` or ``stride`` not > 0. VideoDecodeError: the video cannot be opened.
@@ -98,27 +115,36 @@ def label_windows(loaded, video: str | os.PathLike, *, window: float, stride: fl
 
     next_time = None
     last_time = None
-    for sf in FrameSource(video):
-        if next_time is not None and sf.time < next_time - 1e-6:
-            continue
-        next_time = (sf.time if next_time is None else next_time) + 1.0 / fps
-        last_time = sf.time
-        pending.append(sf)
-        if len(pending) >= batch or sf.time >= k * stride + window:
-            encode_pending()
-        while buf and buf[-1][0] >= k * stride + window - 1e-9:  # window k is complete
-            out = emit(k)
-            if out is not None:
-                yield out
-            k += 1
-            while buf and buf[0][0] < k * stride - 1e-9:  # no later window needs these
-                buf.popleft()
+    source = FrameSource(video)
+    decoded_until = None
+    try:
+        for sf in source:
+            decoded_until = sf.time
+            if next_time is not None and sf.time < next_time - 1e-6:
+                continue
+            next_time = (sf.time if next_time is None else next_time) + 1.0 / fps
+            last_time = sf.time
+            pending.append(sf)
+            if len(pending) >= batch or sf.time >= k * stride + window:
+                encode_pending()
+            while buf and buf[-1][0] >= k * stride + window - 1e-9:  # window k is complete
+                out = emit(k)
+                if out is not None:
+                    yield out
+                k += 1
+                while buf and buf[0][0] < k * stride - 1e-9:  # no later window needs these
+                    buf.popleft()
+    except VideoDecodeError as exc:  # the source gave up part way (e.g. too many damaged packets in a row)
+        if decoded_until is None:
+            raise  # nothing decoded: the file cannot be read, reported as classify reports it
+        source.end_reason = f"eof after a decode error ({exc.reason})"
     encode_pending()
     while last_time is not None and k * stride <= last_time + 1e-9:  # the last, partial windows
         out = emit(k)
         if out is not None:
             yield out
         k += 1
+    result.end_reason, result.until_s = source.end_reason, decoded_until
     result.timeline = [{"time": round(t, 6), "frame": i, "label": lab} for i, (_, t, lab) in sorted(nearest.items())]
     return result
 

@@ -1,0 +1,164 @@
+"""`classify --window` and `stream` on the command line (#15 follow-ups): a file whose decoding fails part way is
+never reported as a complete run (oracle: the frames the FFmpeg CLI decodes from the same corrupt file), bad
+options are one `error:` line with exit 2 before anything runs, inputs that fail for different reasons are bad
+files (exit 1), and a captioner's window timeline draws its captions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from seqvision.cli import main
+from seqvision.stream._window import collect_windows
+from seqvision.train import load_model
+from stream_checkpoints import tiny_checkpoints
+
+ROOT = Path(__file__).resolve().parents[1]
+FFMPEG = "/usr/bin/ffmpeg"
+SECONDS, FPS = 12, 25
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("window_cli")
+    ck = tiny_checkpoints(root / "ckpts")
+    clean = root / "clean.mp4"
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size=64x48:rate={FPS}:"
+                    f"duration={SECONDS}", "-c:v", "libx264", "-g", str(FPS), "-pix_fmt", "yuv420p", str(clean)],
+                   check=True, timeout=60)
+    data = bytearray(clean.read_bytes())  # 2 KB XOR'd at 30% of the file: packets the decoder rejects
+    at = int(len(data) * 0.3)
+    data[at:at + 2048] = bytes(b ^ 0xFF for b in data[at:at + 2048])
+    corrupt = root / "corrupt.mp4"
+    corrupt.write_bytes(bytes(data))
+    # 30 s with its last 70% damaged: hundreds of packets in a row no decoder gets through
+    longer = root / "longer.mp4"
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size=64x48:rate={FPS}:duration=30",
+                    "-c:v", "libx264", "-g", str(FPS), "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(longer)],
+                   check=True, timeout=60)
+    data = bytearray(longer.read_bytes())
+    at, end = int(len(data) * 0.25), int(len(data) * 0.95)
+    data[at:end] = bytes(b ^ 0xFF for b in data[at:end])
+    (root / "damaged.mp4").write_bytes(bytes(data))
+    # the oracle: the time of the last frame the FFmpeg CLI decodes from the corrupt file (it skips bad packets)
+    out = subprocess.run([FFMPEG, "-v", "info", "-i", str(corrupt), "-vf", "showinfo", "-f", "null", "-"],
+                         capture_output=True, text=True, timeout=60)
+    times = [float(x.split("pts_time:")[1].split()[0]) for x in out.stderr.splitlines() if "pts_time:" in x]
+    assert len(times) > 0.8 * SECONDS * FPS, "the FFmpeg CLI decodes most of the file"
+    return ck, clean, corrupt, max(times)
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "seqvision", *argv], capture_output=True, text=True, cwd=ROOT,
+                          timeout=280, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_a_decode_error_part_way_is_reported_never_silent(setup):
+    ck, _, corrupt, last_ffmpeg = setup
+    labels = collect_windows(load_model(ck["classify"], with_encoder=True), corrupt, window=2.0)
+    if labels.error is None:  # the frame source went past the bad packets, as the FFmpeg CLI does
+        assert labels.until_s >= last_ffmpeg - 0.5 and labels.windows[-1]["start"] >= last_ffmpeg - 2.0
+    else:  # it stopped: the result says where and why
+        assert labels.until_s < last_ffmpeg - 1.0 and "decode error" in labels.error
+        assert labels.windows[-1]["start"] <= labels.until_s
+
+    out = run_cli("classify", "--checkpoint", str(ck["classify"]), str(corrupt), "--window", "2", "--json")
+    rows = [json.loads(x) for x in out.stdout.splitlines()]
+    windows = [r for r in rows if "start" in r]
+    errors = [r for r in rows if "error" in r]
+    if labels.error is None:
+        assert out.returncode == 0 and not errors, out.stderr
+        assert windows[-1]["start"] >= last_ffmpeg - 2.0
+    else:
+        assert out.returncode == 1, out.stderr
+        assert len(errors) == 1 and errors[0]["path"] == str(corrupt)
+        assert errors[0]["error_type"] == "VideoDecodeError" and "decode error" in errors[0]["error"]
+        assert errors[0]["windows_done"] == len(windows) and errors[0]["until_s"] == pytest.approx(labels.until_s)
+        text = run_cli("classify", "--checkpoint", str(ck["classify"]), str(corrupt), "--window", "2")
+        assert text.returncode == 1 and f"{corrupt}: FAILED: decoding stopped at" in text.stdout
+        assert "1 of 1 inputs failed" in text.stderr
+
+
+def test_a_file_damaged_beyond_repair_part_way_fails_with_its_windows_so_far(setup):
+    ck, _, corrupt, _ = setup
+    damaged = corrupt.with_name("damaged.mp4")
+    labels = collect_windows(load_model(ck["classify"], with_encoder=True), damaged, window=2.0)
+    assert labels.error and "decode error" in labels.error and 1.0 < labels.until_s < 0.5 * 30
+    out = run_cli("classify", "--checkpoint", str(ck["classify"]), str(damaged), "--window", "2", "--json")
+    assert out.returncode == 1, out.stderr
+    rows = [json.loads(x) for x in out.stdout.splitlines()]
+    windows, errors = [r for r in rows if "start" in r], [r for r in rows if "error" in r]
+    assert [w["start"] for w in windows] == [w["start"] for w in labels.windows] and len(windows) >= 1
+    assert len(errors) == 1 and errors[0]["windows_done"] == len(windows)
+    assert errors[0]["until_s"] == pytest.approx(labels.until_s) and errors[0]["error_type"] == "VideoDecodeError"
+    text = run_cli("classify", "--checkpoint", str(ck["classify"]), str(damaged), "--window", "2")
+    assert text.returncode == 1 and f"{damaged}: FAILED: decoding stopped at" in text.stdout
+    assert "1 of 1 inputs failed" in text.stderr
+
+
+def test_a_clean_file_reads_to_its_end(setup):
+    ck, clean, _, _ = setup
+    labels = collect_windows(load_model(ck["classify"], with_encoder=True), clean, window=2.0)
+    assert labels.error is None and labels.end_reason == "eof"
+    assert labels.until_s == pytest.approx(SECONDS - 1 / FPS, abs=1e-3)
+
+
+def _exit(argv: list[str], capsys) -> tuple[int, str]:
+    try:
+        code = main(argv)
+    except SystemExit as stop:  # argparse's own errors
+        code = stop.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", [["--micro-batch", "0"], ["--timeout", "0"], ["--reconnects", "-1"],
+                                    ["--format", "nosuchfmt"], ["--fps", "0"], ["--fps", "-1"], ["--queue", "0"],
+                                    ["--top-k", "0"], ["--max-frames", "0"], ["--timeline", "/proc/x.png"],
+                                    ["--timeline", "x.foo"], ["--backoff", "-1"], ["--window", "0"]])
+def test_bad_stream_options_are_one_error_line_before_the_run(setup, option, capsys, tmp_path):
+    ck, clean, _, _ = setup
+    code, err = _exit(["stream", "--checkpoint", str(ck["classify"]), str(clean), *option], capsys)
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert code == 2 and "error:" in lines[-1] and option[0] in lines[-1], err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("option", [["--stride", "1"], ["--timeline", "t.png"], ["--window", "0"],
+                                    ["--window", "-2"], ["--window", "2", "--stride", "0"],
+                                    ["--window", "2", "--timeline", "/proc/x.png"],
+                                    ["--window", "2", "--timeline", "t.foo"]])
+def test_bad_classify_window_options_are_one_error_line(setup, option, capsys):
+    ck, clean, _, _ = setup
+    code, err = _exit(["classify", "--checkpoint", str(ck["classify"]), str(clean), *option], capsys)
+    assert code == 2 and "error:" in err and "Traceback" not in err, err
+
+
+def test_inputs_failing_for_different_reasons_are_bad_files(setup, tmp_path):
+    ck, _, _, _ = setup
+    empty, text = tmp_path / "empty.mp4", tmp_path / "text.mp4"
+    empty.write_bytes(b"")
+    text.write_text("not a video\n" * 50)
+    for extra in ([], ["--window", "2"]):
+        out = run_cli("classify", "--checkpoint", str(ck["classify"]), str(empty), str(text), "--json", *extra)
+        assert out.returncode == 1, out.stderr
+        assert "systemic" not in out.stderr.lower()
+        rows = [json.loads(x) for x in out.stdout.splitlines()]
+        errors = rows[0]["errors"] if not extra else rows
+        assert sorted(e["path"] for e in errors) == sorted([str(empty), str(text)])
+        assert len({e["error"] for e in errors}) == 2
+
+
+def test_captioner_window_timeline_draws_the_captions(setup, tmp_path):
+    ck, clean, _, _ = setup
+    png = tmp_path / "cap.png"
+    out = run_cli("classify", "--checkpoint", str(ck["caption"]), str(clean), "--window", "4", "--json",
+                  "--timeline", str(png))
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(x) for x in out.stdout.splitlines()]
+    assert len(rows) == 3 and all(isinstance(r["caption"], str) for r in rows)
+    assert png.read_bytes()[:4] == b"\x89PNG"
