@@ -5,6 +5,7 @@ source outruns the model."""
 from __future__ import annotations
 
 import queue
+import signal
 import statistics
 import threading
 import time
@@ -34,6 +35,10 @@ class StreamSummary:
         decoded / sampled / processed / dropped: frames decoded, kept by the fps sampling, run through the model,
             and dropped because the model fell behind a live source.
         reconnects: reopenings of the source after stalls or disconnects.
+        skipped_packets: damaged packets the decoder rejected (skipped, as the ffmpeg CLI skips them), and
+            packets of a stream that appeared mid-stream (a new MPEG-TS PID).
+        discontinuities: timestamp resets or far jumps (concatenated MPEG-TS, an encoder restart) re-based so
+            that stream time goes on one frame duration after the last frame.
         seconds: wall time of the run; ``fps``: processed frames per wall second.
         latency_ms: per part (``decode``, ``queue``, ``cnn``, ``rnn``, ``total`` from the frame's arrival to its
             result) ``{"mean", "p50", "p95", "max"}`` in milliseconds.
@@ -48,6 +53,8 @@ class StreamSummary:
     processed: int = 0
     dropped: int = 0
     reconnects: int = 0
+    skipped_packets: int = 0
+    discontinuities: int = 0
     seconds: float = 0.0
     fps: float = 0.0
     latency_ms: dict = field(default_factory=dict)
@@ -82,7 +89,8 @@ def run_stream(source: FrameSource, predictor: OnlinePredictor, *, fps: float | 
         queue_size: decoded frames waiting for the model at most (default: 2 when dropping, so a live result is
             at most ~2 frames behind; 8 for files).
         drop: when the queue is full, drop its oldest frame instead of waiting (counted in ``dropped``).
-            Default: True for live sources (URL, device), False for files (every frame is processed).
+            Default: ``source.live`` (a live URL, a device, a pipe), False for files, including files served
+            over http(s) or file:// (every frame is processed).
         on_result: called with each per-frame result as soon as it exists (e.g. to print JSON lines).
         keep_results: also return the results (False for endless streams: only the summary is kept).
 
@@ -90,13 +98,23 @@ def run_stream(source: FrameSource, predictor: OnlinePredictor, *, fps: float | 
         ``(summary, results)``; each result is :meth:`OnlinePredictor.step_many`'s dict plus ``frame``
         (decoded index), ``wall`` (epoch seconds) and the full ``latency_ms`` split.
 
-    Ctrl-C (SIGINT) ends the run cleanly: the summary says ``"interrupted"``.
+    Ctrl-C (SIGINT) and SIGTERM (run from the main thread) end the run cleanly: the summary says
+    ``"interrupted"``.
+
+    A captioner's last, partial window (:meth:`OnlinePredictor.flush` at the end) comes as one more result
+    that is not a frame: ``{"wall", "time": the window's end, "final_window": true, "caption", "window":
+    [start, end], "window_frames", ...}`` (no ``frame`` / ``index``).
     """
-    drop = source.live if drop is None else drop
-    queue_size = queue_size or (max(2, micro_batch) if drop else 8)
-    if micro_batch < 1 or queue_size < 1:
+    if micro_batch < 1 or (queue_size is not None and queue_size < 1):
         raise ValueError(f"micro_batch and queue_size must be >= 1, got {micro_batch}, {queue_size}")
-    q: queue.Queue = queue.Queue(maxsize=queue_size)
+
+    def dropping() -> bool:  # a URL is known to be live only once open: decided per frame
+        return source.live if drop is None else drop
+
+    def limit() -> int:  # frames waiting at most when dropping
+        return queue_size or max(2, micro_batch)
+
+    q: queue.Queue = queue.Queue(maxsize=queue_size or max(8, micro_batch))
     summary = StreamSummary(source=source.source)
     counts = {"decoded": 0, "sampled": 0, "dropped": 0}
     failure: list[BaseException] = []
@@ -113,10 +131,16 @@ def run_stream(source: FrameSource, predictor: OnlinePredictor, *, fps: float | 
                 counts["sampled"] += 1
                 while not source.stop.is_set():
                     try:
+                        if dropping() and q.qsize() >= limit():  # (the queue holds more for a file)
+                            wait = time.perf_counter() + 0.1  # as a blocking put would: 0.1 s for room
+                            while q.qsize() >= limit() and time.perf_counter() < wait:
+                                time.sleep(0.002)
+                            if q.qsize() >= limit():
+                                raise queue.Full
                         q.put((sf, time.perf_counter()), timeout=0.1)
                         break
                     except queue.Full:
-                        if drop:
+                        if dropping():
                             try:
                                 q.get_nowait()
                                 counts["dropped"] += 1
@@ -136,6 +160,11 @@ def run_stream(source: FrameSource, predictor: OnlinePredictor, *, fps: float | 
                         except queue.Empty:
                             pass
 
+    def on_sigterm(signum, frame):
+        raise KeyboardInterrupt  # a clean end with a summary, as Ctrl-C
+
+    on_main = threading.current_thread() is threading.main_thread()  # only the main thread sets handlers
+    old_term = signal.signal(signal.SIGTERM, on_sigterm) if on_main else None
     thread = threading.Thread(target=reader, name="seqvision-stream-decode", daemon=True)
     parts: dict[str, list[float]] = {k: [] for k in ("decode", "queue", "cnn", "rnn", "total")}
     labels: Counter = Counter()
@@ -188,12 +217,13 @@ def run_stream(source: FrameSource, predictor: OnlinePredictor, *, fps: float | 
         end_reason = "interrupted"
     finally:
         source.stop.set()
+        if on_main:
+            signal.signal(signal.SIGTERM, old_term if old_term is not None else signal.SIG_DFL)
         thread.join(timeout=source.timeout + 1.0)
     last = predictor.flush()
     if last is not None:
         summary.captions.append({"window": last["window"], "caption": last["caption"]})
-        last = {"wall": round(time.time(), 6), "frame": None, "index": predictor.index, "time": last["window"][1],
-                **last}
+        last = {"wall": round(time.time(), 6), "time": last["window"][1], "final_window": True, **last}
         if on_result is not None:
             on_result(last)
         if keep_results:
@@ -203,6 +233,8 @@ def run_stream(source: FrameSource, predictor: OnlinePredictor, *, fps: float | 
     summary.end_reason = end_reason or source.end_reason or "eof"
     summary.decoded, summary.sampled, summary.dropped = counts["decoded"], counts["sampled"], counts["dropped"]
     summary.reconnects = source.reconnect_count
+    summary.skipped_packets = getattr(source, "skipped_packets", 0)
+    summary.discontinuities = getattr(source, "discontinuities", 0)
     summary.seconds = round(time.perf_counter() - start, 3)
     summary.fps = round(summary.processed / summary.seconds, 2) if summary.seconds > 0 else 0.0
     summary.latency_ms = {k: _stats(v) for k, v in parts.items()}

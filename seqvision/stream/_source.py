@@ -4,6 +4,7 @@ as they arrive, with bounded reconnects (exponential back-off) after stalls and 
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,15 @@ from ..io._pyav_backend import choose_stream, close_container, open_container
 
 __all__ = ["FrameSource", "SourceFrame", "SourceKind"]
 
-SourceKind = Literal["file", "growing", "url", "device"]
+SourceKind = Literal["file", "growing", "url", "device", "pipe"]
+
+#: URL schemes that are live by nature: the far end sends frames in real time and a reconnect gets new ones
+LIVE_SCHEMES = frozenset({"udp", "rtp", "rtsp", "rtsps", "rtmp", "rtmps", "rtmpt", "rtmpe", "tcp", "srt", "rist",
+                          "mmsh", "mmst", "zmq"})
+#: ffmpeg's default -dts_delta_threshold (s): a forward timestamp jump beyond it is a discontinuity
+FORWARD_JUMP_S = 10.0
+#: demux restarts in a row without a decoded frame before a damaged stream counts as unreadable
+MAX_SKIPS_IN_A_ROW = 200
 
 
 @dataclass
@@ -60,7 +69,18 @@ class _TailFile:
         self._f.close()
 
 
+def _is_pipe(source: str) -> bool:
+    if source in ("-", "/dev/stdin") or source.startswith("pipe:"):
+        return True
+    try:
+        return stat.S_ISFIFO(os.stat(source).st_mode)
+    except OSError:
+        return False
+
+
 def _kind(source: str, follow: bool) -> SourceKind:
+    if _is_pipe(source):
+        return "pipe"
     if "://" in source:
         return "url"
     if source.startswith("/dev/video"):
@@ -117,101 +137,204 @@ class FrameSource:
     def __post_init__(self):
         self.source = os.fspath(self.source)
         self.kind: SourceKind = _kind(self.source, self.follow)
-        self.live = self.kind in ("url", "device")
+        # live: frames arrive in real time (drop when behind, reconnect when lost). A URL is settled once open:
+        # a live scheme (udp, rtsp, ...), or a resource with neither a duration nor a size, is live; a file
+        # served over http(s) or file:// is not (it ends at its EOF)
+        self.live = self.kind in ("url", "device", "pipe")
         self.reconnect_count = 0
+        self.skipped_packets = 0  # damaged packets (or packets of a stream that appeared later) skipped
+        self.discontinuities = 0  # timestamp resets / jumps re-based so stream time goes on
         self.end_reason = ""
         self.rate: float | None = None  # the stream's average frame rate, once open
         if self.timeout <= 0 or self.reconnects < 0 or self.backoff < 0:
             raise ValueError(f"need timeout > 0, reconnects >= 0, backoff >= 0; got {self.timeout}, "
                              f"{self.reconnects}, {self.backoff}")
-        if self.kind in ("file", "growing") and not os.path.isfile(self.source):
-            raise VideoDecodeError(self.source, "no such file (a live source needs a URL such as udp://... or a "
-                                                "/dev/video* device)")
+        if self.kind in ("file", "growing") and os.path.isdir(self.source):
+            raise VideoDecodeError(self.source, "is a directory, not a video file")
+        if self.kind == "file" and not os.path.isfile(self.source):
+            raise VideoDecodeError(self.source, "no such file (a live source needs a URL such as udp://..., a "
+                                                "/dev/video* device, or - / pipe: for standard input)")
+
+    def _scheme(self) -> str:
+        return self.source.split("://", 1)[0].lower() if self.kind == "url" else ""
+
+    def _wait_for_file(self) -> None:
+        """``--follow`` on a file not created yet: wait up to ``timeout`` s for it to appear."""
+        end = time.monotonic() + self.timeout
+        while not os.path.exists(self.source):
+            if self.stop.is_set() or time.monotonic() >= end:
+                raise VideoDecodeError(self.source, f"no such file (waited {self.timeout:g} s for it to appear)")
+            time.sleep(0.05)
+        if os.path.isdir(self.source):
+            raise VideoDecodeError(self.source, "is a directory, not a video file")
 
     def _open(self):
         """``(container, video stream, tail file or None)``."""
         opts = dict(self.options)
         if self.kind == "file" and self.input_format is None and not opts:
             return (*open_container(self.source), None)  # classify's checks and messages, its stream choice
+        tail = None
         if self.kind == "growing":
+            self._wait_for_file()
             tail = _TailFile(self.source, idle_timeout=self.idle_timeout, stop=self.stop)
-            container = av.open(tail, format=self.input_format, options=opts)
+            try:
+                container = av.open(tail, format=self.input_format, options=opts)
+            except BaseException:
+                tail.close()
+                raise
         elif self.kind == "file":
             container = av.open(self.source, format=self.input_format, options=opts)
-            tail = None
+        elif self.kind == "pipe":
+            path = "pipe:0" if self.source in ("-", "pipe:") else self.source
+            container = av.open(path, format=self.input_format, options=opts, timeout=(self.timeout, self.timeout))
         else:
             fmt = self.input_format or ("v4l2" if self.kind == "device" else None)
             container = av.open(self.source, format=fmt, options=opts, timeout=(self.timeout, self.timeout))
-            tail = None
         try:
-            return container, choose_stream(self.source, container), tail
+            stream = choose_stream(self.source, container)
         except BaseException:
             container.close()
             if tail is not None:
                 tail.close()
             raise
+        if self.kind == "url":
+            # a file served over http(s) / file:// has a size (Content-Length) or a duration; a live feed neither
+            size = container.size if isinstance(container.size, int) else 0
+            self.live = self._scheme() in LIVE_SCHEMES or (container.duration is None and size <= 0)
+        return container, stream, tail
 
     def _describe(self, exc: BaseException) -> str:
+        if isinstance(exc, av.ExitError):  # FFmpeg's interrupt callback: the read timeout fired
+            return f"no data for {self.timeout:g} s (the stream ended, stalled or was cut)"
         return f"{type(exc).__name__}: {exc}"[:200]
 
+    def _open_error(self, exc: BaseException) -> str:
+        why = self._describe(exc)
+        if self.kind == "growing":
+            return (f"cannot read the start of the growing file ({why}); a file still being written must be a "
+                    f"streamable format (MPEG-TS, MKV, fragmented MP4): a plain MP4 writes its index (moov) last")
+        return f"not a video file FFmpeg can open ({why})"
+
+    def _frames(self, container, stream) -> Iterator[tuple[av.VideoFrame, float]]:
+        """``(frame, decode ms)`` of one connection, as the ffmpeg CLI decodes: a packet the decoder rejects is
+        skipped (counted in ``skipped_packets``), a packet of a stream that appeared after the header (a new PID
+        in MPEG-TS: PyAV's demuxer stops there with an IndexError) too, and the decoder is flushed (its delayed
+        frames, e.g. B-frame reordering, come out) at the end, also when reading fails (the error is re-raised
+        after the flush)."""
+        packets = container.demux(stream)
+        in_a_row = 0  # skips since the last frame
+        t0 = time.perf_counter()
+        while not self.stop.is_set():
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return  # demux ends with empty packets, whose decode flushed the decoder
+            except IndexError:  # PyAV's demux of a packet whose stream it does not know: restart after it
+                packets = container.demux(stream)
+                frames, in_a_row = [], in_a_row + 1
+                self.skipped_packets += 1
+            except (av.FFmpegError, OSError):
+                try:
+                    for frame in stream.codec_context.decode(None):  # the frames the decoder still holds
+                        yield frame, (time.perf_counter() - t0) * 1e3
+                        t0 = time.perf_counter()
+                except (av.FFmpegError, ValueError):
+                    pass
+                raise
+            else:
+                try:
+                    frames = packet.decode()
+                except av.ExitError:
+                    raise
+                except (av.FFmpegError, ValueError):  # a damaged packet: skip it, as the ffmpeg CLI does
+                    frames, in_a_row = [], in_a_row + 1
+                    self.skipped_packets += 1
+            if in_a_row > MAX_SKIPS_IN_A_ROW and not frames:
+                raise VideoDecodeError(self.source, f"{in_a_row} packets in a row could not be decoded "
+                                                    f"(a damaged stream or an unsupported codec)")
+            for frame in frames:
+                in_a_row = 0
+                yield frame, (time.perf_counter() - t0) * 1e3
+                t0 = time.perf_counter()
+
     def __iter__(self) -> Iterator[SourceFrame]:
-        index, offset, last_time, failures = 0, 0.0, None, 0
+        index = 0
+        failures = 0  # connections in a row that ended without a new frame
+        last_time: float | None = None  # stream time of the last frame yielded
+        first_raw: list[float] = []  # each connection's first timestamp (a replayed file starts again)
         while not self.stop.is_set():
             if failures:
                 if not self.live or failures > self.reconnects:
                     return
                 time.sleep(self.backoff * 2 ** (failures - 1))
+                if self.stop.is_set():
+                    break
                 self.reconnect_count += 1
             try:
                 container, stream, tail = self._open()
-            except (av.FFmpegError, OSError, VideoDecodeError) as exc:
+            except VideoDecodeError:
                 if not self.live:
-                    if isinstance(exc, VideoDecodeError):
-                        raise
-                    raise VideoDecodeError(self.source, f"not a video file FFmpeg can open "
-                                                        f"({self._describe(exc)})") from None
+                    raise
+                failures += 1
+                continue
+            except (av.FFmpegError, OSError) as exc:
+                if not self.live:
+                    raise VideoDecodeError(self.source, self._open_error(exc)) from None
                 failures += 1
                 self.end_reason = f"source lost: {self._describe(exc)}"
                 continue
-            base = None
+            got = 0
+            prev_raw: float | None = None  # the previous frame's own timestamp on this connection
+            base_raw = base_time = 0.0  # stream time = base_time + (raw - base_raw) until a discontinuity
             try:
                 self.rate = float(stream.average_rate) if stream.average_rate else self.rate
-                frames = container.decode(stream)
-                while not self.stop.is_set():
-                    t0 = time.perf_counter()
-                    try:
-                        frame = next(frames)
-                    except StopIteration:
-                        break
-                    decode_ms = (time.perf_counter() - t0) * 1e3
-                    failures = 0
-                    t = frame.time
-                    if t is None:
-                        t = index / (self.rate or 25.0)
-                    base = t if base is None else base
+                step = 1.0 / (self.rate or 25.0)  # one frame's duration (s)
+                for frame, decode_ms in self._frames(container, stream):
+                    raw = frame.time
+                    if raw is None:
+                        raw = (prev_raw + step) if prev_raw is not None else 0.0
+                    if prev_raw is None:  # a connection's first frame
+                        if (self.kind == "url" and self._scheme() not in LIVE_SCHEMES and first_raw
+                                and abs(raw - first_raw[-1]) < step / 2):
+                            # a URL without a duration that starts over: a file served again, not new frames
+                            self.end_reason = "eof"
+                            return
+                        first_raw.append(raw)
+                        base_raw = raw
+                        base_time = 0.0 if last_time is None else last_time + step
+                    elif raw - prev_raw < -step or raw - prev_raw > FORWARD_JUMP_S:
+                        # a timestamp reset (concatenated MPEG-TS, an encoder restart) or a jump far ahead:
+                        # re-base so stream time goes on one frame later (ffmpeg's discontinuity handling)
+                        self.discontinuities += 1
+                        base_raw, base_time = raw, last_time + step
+                    now = base_time + (raw - base_raw)
                     # never backwards: an RTSP stream's second frame was seen 2 ms before its first (RTP timestamps)
-                    last_time = max(offset + (t - base), last_time if last_time is not None else 0.0)
+                    last_time = now if last_time is None else max(now, last_time)
+                    prev_raw = raw
+                    got += 1
                     yield SourceFrame(frame=frame, time=last_time, index=index, decode_ms=decode_ms,
                                       wall=time.time())
                     index += 1
                 if self.stop.is_set():
                     self.end_reason = "stopped"
                     return
-                if not self.live:
+                if not self.live or self.kind == "pipe":  # a pipe cannot be reopened: its end is the end
+                    if index == 0 and self.skipped_packets:
+                        raise VideoDecodeError(self.source, f"no frame could be decoded ({self.skipped_packets} "
+                                                            f"damaged packets skipped)")
                     self.end_reason = "eof"
                     return
-                failures += 1  # a live stream that ends was cut: reconnect
-                self.end_reason = "source lost: the stream ended"
+                self.end_reason = "source lost: the stream ended"  # a live stream that ends was cut: reconnect
             except (av.FFmpegError, OSError) as exc:
                 if not self.live:
                     self.end_reason = f"eof after a decode error ({self._describe(exc)})"
                     return
-                failures += 1
                 self.end_reason = f"source lost: {self._describe(exc)}"
+                if self.kind == "pipe":
+                    return
             finally:
                 close_container(container, stream)
                 if tail is not None:
                     tail.close()
-                if base is not None:  # the next connection continues the stream's clock
-                    offset = last_time + 1.0 / (self.rate or 25.0)
+            failures = 1 if got else failures + 1  # connection ends since the last new frame
         self.end_reason = self.end_reason if self.end_reason.startswith("source lost") else "stopped"

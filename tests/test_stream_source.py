@@ -1,0 +1,291 @@
+"""`FrameSource`, the frame source of `seqvision stream` and `classify --window` (#15 new-user trial): finite URLs
+end at their EOF (a file served over HTTP by Python's http.server, a file:// URL), timestamp resets re-based
+(concatenated MPEG-TS), damaged MPEG-TS skipped packet by packet as the FFmpeg tools skip it (ffprobe's
+-count_frames is the oracle), a live source's decoder flushed when it ends (B-frames over UDP, sent by the ffmpeg
+CLI), pipes / FIFOs / directories / a --follow file not created yet, SIGTERM, and a captioner's last window.
+Every video is made by the ffmpeg CLI; every server listens on 127.0.0.1; every test is bounded in time."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seqvision.cli import main
+from seqvision.errors import VideoDecodeError
+from seqvision.stream import FrameSource, OnlinePredictor, run_stream
+from stream_checkpoints import tiny_checkpoints
+
+ROOT = Path(__file__).resolve().parents[1]
+FFMPEG = shutil.which("ffmpeg")
+FFPROBE = shutil.which("ffprobe")
+pytestmark = pytest.mark.skipif(FFMPEG is None or FFPROBE is None, reason="needs the ffmpeg and ffprobe CLIs")
+
+
+def ffmpeg(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([FFMPEG, "-v", "error", "-nostdin", "-y", *args], check=True, timeout=60, **kw)
+
+
+def lavfi_src(seconds: float, size: int = 32) -> list[str]:
+    return ["-f", "lavfi", "-i", f"testsrc=size={size}x{size}:rate=25:duration={seconds}"]
+
+
+def ffprobe_frames(path: Path) -> int:
+    """Frames the FFmpeg tools decode from the first video stream (the oracle)."""
+    out = subprocess.run([FFPROBE, "-v", "quiet", "-select_streams", "v:0", "-count_frames", "-show_entries",
+                          "stream=nb_read_frames", "-of", "default=nw=1:nk=1", str(path)], capture_output=True,
+                         text=True, timeout=60).stdout
+    return int(out.split()[0])
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("source_videos")
+    out = {"mp4": d / "bframes.mp4", "a": d / "a.ts", "b": d / "b.ts", "ts": d / "clean.ts"}
+    ffmpeg(*lavfi_src(4), "-c:v", "libx264", "-bf", "3", "-g", "25", "-pix_fmt", "yuv420p", str(out["mp4"]))
+    ffmpeg(*lavfi_src(1.6), "-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p", "-f", "mpegts", str(out["a"]))
+    ffmpeg(*lavfi_src(2.4), "-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p", "-f", "mpegts", str(out["b"]))
+    ffmpeg(*lavfi_src(4, 64), "-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p", "-f", "mpegts", str(out["ts"]))
+    out["concat"] = d / "concat.ts"  # `cat a.ts b.ts`: b's timestamps start again where a's started
+    out["concat"].write_bytes(out["a"].read_bytes() + out["b"].read_bytes())
+    return out
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    return tiny_checkpoints(tmp_path_factory.mktemp("source_ckpts"))
+
+
+@pytest.fixture
+def http_root(videos):
+    """Python's http.server serving the videos' folder on 127.0.0.1 (Content-Length, no live feed)."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(Quiet, directory=str(videos["mp4"].parent)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def cli(capsys, *argv) -> tuple[int, list[dict], str]:
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, [json.loads(x) for x in out.out.splitlines()], out.err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 1. a finite URL ends at its EOF (it used to be reopened and replayed forever)
+
+
+@pytest.mark.timeout(120)
+def test_a_file_served_over_http_and_a_file_url_end_with_their_frames(ckpts, videos, http_root, capsys):
+    n = ffprobe_frames(videos["mp4"])
+    assert n == 100
+    for url in (f"{http_root}/{videos['mp4'].name}", videos["mp4"].as_uri(), f"{http_root}/{videos['ts'].name}"):
+        want = ffprobe_frames(videos["ts"]) if url.endswith(".ts") else n
+        code, lines, err = cli(capsys, "stream", "--checkpoint", ckpts["frames"], url, "--timeout", "2")
+        summary = lines[-1]["summary"]
+        assert code == 0 and summary["end_reason"] == "eof", (url, summary, err)
+        assert summary["decoded"] == summary["processed"] == len(lines) - 1 == want, (url, summary)
+        assert summary["reconnects"] == 0 and summary["dropped"] == 0  # a served file is not a live feed
+        assert [r["frame"] for r in lines[:-1]] == list(range(want))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 2. a timestamp reset is re-based: stream time goes on
+
+
+@pytest.mark.timeout(120)
+def test_concatenated_mpegts_keeps_stream_time_going(ckpts, videos, capsys):
+    src = FrameSource(videos["concat"])
+    times = [f.time for f in src]
+    assert len(times) == ffprobe_frames(videos["concat"]) == 100
+    assert src.discontinuities == 1 and src.end_reason == "eof"
+    np.testing.assert_allclose(np.diff(times), 0.04, atol=1e-6)  # one frame duration across the reset, too
+    # --fps 10 keeps 10 frames per second of the whole 4 s (it kept 20 of 100 when time froze at the reset)
+    pred = OnlinePredictor.from_checkpoint(ckpts["frames"])
+    summary, results = run_stream(FrameSource(videos["concat"]), pred, fps=10)
+    assert summary.decoded == 100 and summary.sampled == summary.processed == 40 and summary.discontinuities == 1
+    assert 3.9 <= results[-1]["time"] <= 3.96 + 1e-6  # the first frame at or after 3.9 s
+    # classify --window 1: four windows cover the file (it gave 2)
+    code, lines, _ = cli(capsys, "classify", "--checkpoint", ckpts["classify"], videos["concat"], "--window", "1",
+                         "--json", "--device", "cpu")
+    assert code == 0 and [(w["start"], w["end"]) for w in lines] == [(k, k + 1) for k in range(4)]
+    assert all(25 * k <= i < 25 * (k + 1) for k, w in enumerate(lines) for i in w["frames"])  # picked frames
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 3. damaged MPEG-TS: bad packets are skipped as the FFmpeg tools skip them
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("start", [188 * 50, 188 * 100 + 5, 12721])
+def test_damaged_mpegts_decodes_what_ffprobe_decodes(videos, tmp_path, start):
+    """Every 7th byte of 3 kB inverted (the trial's corrupt.ts). The first two offsets make FFmpeg see a PID
+    that was not in the header (a new stream: PyAV's demux raised IndexError there and the stream crashed)."""
+    data = np.fromfile(videos["ts"], np.uint8)
+    data[start:start + 3000:7] ^= 0xFF
+    bad = tmp_path / "damaged.ts"
+    data.tofile(bad)
+    src = FrameSource(bad)
+    got = [f.time for f in src]
+    assert len(got) == ffprobe_frames(bad) > 0 and src.end_reason == "eof"
+    assert got == sorted(got)
+
+
+@pytest.mark.timeout(60)
+def test_a_stream_that_never_decodes_is_still_an_error(videos, tmp_path):
+    """The header (PAT, PMT) of a real TS followed by garbage: nothing decodes, and that is loud."""
+    head = videos["ts"].read_bytes()[:188 * 2]
+    rng = np.random.default_rng(0)
+    bad = tmp_path / "garbage.ts"
+    packets = rng.integers(0, 256, (400, 188), dtype=np.uint8)
+    packets[:, 0] = 0x47  # sync bytes, video PID 0x100 with payload: every packet reaches the decoder
+    packets[:, 1], packets[:, 2], packets[:, 3] = 0x41, 0x00, 0x10 + (np.arange(400) % 16)
+    bad.write_bytes(head + packets.tobytes())
+    with pytest.raises(VideoDecodeError) as err:
+        list(FrameSource(bad))
+    assert err.value.path == str(bad)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 4. a live source that ends: the decoder's delayed frames (B-frames) still come out
+
+
+def wait_udp_bound(port: int, timeout: float = 20.0) -> None:
+    want = f"0100007F:{port:04X}"
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if any(r.split()[1] == want for r in Path("/proc/net/udp").read_text().splitlines()[1:]):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"nothing bound udp 127.0.0.1:{port}")
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.skipif(not Path("/proc/net/udp").exists(), reason="waits for the UDP socket in /proc/net/udp")
+def test_udp_with_bframes_delivers_every_frame_sent(tmp_path):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    src = FrameSource(f"udp://127.0.0.1:{port}", timeout=1.5, reconnects=0)
+    got: list = []
+    reader = threading.Thread(target=lambda: got.extend(f.index for f in src), daemon=True)
+    reader.start()
+    wait_udp_bound(port)
+    ffmpeg("-re", *lavfi_src(3), "-c:v", "libx264", "-preset", "fast", "-pix_fmt", "yuv420p", "-g", "25",
+           "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316")  # libx264's default: 3 B-frames
+    reader.join(timeout=30)
+    assert not reader.is_alive()
+    assert got == list(range(75)), (len(got), src.end_reason)
+    assert src.end_reason.startswith("source lost: no data for 1.5 s"), src.end_reason  # not "ExitError: ..."
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 5. pipes, FIFOs, directories, a --follow file not created yet
+
+
+@pytest.mark.timeout(90)
+def test_a_fifo_and_standard_input(ckpts, videos, tmp_path):
+    fifo = tmp_path / "feed"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen([FFMPEG, "-v", "error", "-nostdin", "-y", "-i", str(videos["ts"]), "-c", "copy",
+                               "-f", "mpegts", str(fifo)])
+    try:
+        src = FrameSource(fifo, timeout=10)
+        assert src.kind == "pipe" and src.live
+        n = sum(1 for _ in src)
+    finally:
+        writer.wait(timeout=30)
+    assert n == 100 and src.end_reason == "eof"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for name in ("-", "pipe:0"):
+        with open(videos["ts"], "rb") as stdin:
+            proc = subprocess.run([sys.executable, "-m", "seqvision", "stream", "--checkpoint", str(ckpts["frames"]),
+                                   name, "--queue", "1000"], stdin=stdin, capture_output=True, text=True, env=env,
+                                  cwd=ROOT, timeout=120)
+        summary = json.loads(proc.stdout.splitlines()[-1])["summary"]
+        assert proc.returncode == 0 and summary["end_reason"] == "eof" and summary["decoded"] == 100, proc.stderr
+
+
+def test_a_directory_and_a_follow_file_that_appears_late(videos, tmp_path):
+    with pytest.raises(VideoDecodeError, match="is a directory"):
+        FrameSource(tmp_path)
+    late = tmp_path / "late.ts"
+    with pytest.raises(VideoDecodeError, match=r"waited 0.5 s for it to appear"):
+        list(FrameSource(late, follow=True, timeout=0.5))
+    timer = threading.Timer(0.5, lambda: shutil.copy(videos["ts"], late))
+    timer.start()
+    src = FrameSource(late, follow=True, timeout=10, idle_timeout=0.5)
+    assert sum(1 for _ in src) == 100 and src.end_reason == "eof"
+    timer.join()
+
+
+def test_follow_on_a_plain_mp4_says_what_a_growing_file_needs(videos, tmp_path):
+    partial = tmp_path / "recording.mp4"  # a plain MP4 cut before its index (moov) was written
+    partial.write_bytes(videos["mp4"].read_bytes()[: videos["mp4"].stat().st_size // 2])
+    with pytest.raises(VideoDecodeError, match=r"streamable format \(MPEG-TS, MKV, fragmented MP4\)"):
+        list(FrameSource(partial, follow=True, idle_timeout=0.3))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 6. SIGTERM, the captioner's last window
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_ends_with_a_summary(ckpts, videos):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    feeder = subprocess.Popen([FFMPEG, "-v", "error", "-nostdin", "-re", *lavfi_src(60), "-c:v", "libx264", "-preset",
+                               "ultrafast", "-pix_fmt", "yuv420p", "-f", "mpegts", "-"], stdout=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "seqvision", "stream", "--checkpoint", str(ckpts["frames"]), "-"],
+                            stdin=feeder.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=ROOT)
+    feeder.stdout.close()
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(json.loads(line))
+            if len(lines) == 5:
+                proc.send_signal(signal.SIGTERM)
+                break
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        for p in (proc, feeder):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    lines += [json.loads(x) for x in rest.splitlines() if x.strip()]
+    assert proc.returncode == 0, err
+    summary = lines[-1]["summary"]
+    assert summary["end_reason"] == "interrupted" and summary["processed"] == len(lines) - 1 < 1500
+
+
+def test_a_captioners_last_window_is_a_window_record(ckpts):
+    pred = OnlinePredictor.from_checkpoint(ckpts["caption"], window_frames=4)
+    summary, results = run_stream(FrameSource(ckpts["videos"][0]), pred)
+    frames = [r for r in results if "frame" in r]
+    assert len(frames) == summary.processed == summary.decoded
+    tail = [r for r in results if "frame" not in r]
+    if summary.decoded % 4:  # a partial last window
+        assert len(tail) == 1 and tail[0]["final_window"] is True and "index" not in tail[0]
+        assert tail[0]["window"][1] == tail[0]["time"] == frames[-1]["time"]
+        assert tail[0]["window_frames"] == summary.decoded % 4
+    assert len(summary.captions) == -(-summary.decoded // 4)
