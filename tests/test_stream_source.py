@@ -289,3 +289,36 @@ def test_a_captioners_last_window_is_a_window_record(ckpts):
         assert tail[0]["window"][1] == tail[0]["time"] == frames[-1]["time"]
         assert tail[0]["window_frames"] == summary.decoded % 4
     assert len(summary.captions) == -(-summary.decoded // 4)
+
+
+@pytest.mark.timeout(120)
+def test_a_url_without_duration_or_size_that_starts_over_is_not_replayed(videos):
+    """An HTTP server that sends an MPEG-TS file with no Content-Length (so it looks live: no duration, no
+    size) and sends it again on every request: the stream reconnects once, sees the first timestamp again,
+    and ends instead of replaying the file forever."""
+    body = videos["ts"].read_bytes()
+    requests: list[str] = []
+
+    class NoLength(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            requests.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp2t")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NoLength)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        src = FrameSource(f"http://127.0.0.1:{server.server_address[1]}/live.ts", timeout=2, reconnects=5,
+                          backoff=0.05)
+        indices = [f.index for f in src]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert src.live and indices == list(range(100)), len(indices)
+    assert src.end_reason == "eof" and src.reconnect_count == 1 and len(requests) == 2
