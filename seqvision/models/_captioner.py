@@ -81,6 +81,11 @@ class Captioner(nn.Module):
         max_len: default maximum words generated (``<eos>`` excluded) and cap on training captions.
         scheduled_sampling: in training, probability of feeding the model's own previous word.
         dropout: dropout before the word classifier.
+        references_per_clip: in :meth:`loss`, at most this many of a clip's reference captions are trained on
+            per step (all of them up to this cap; MSR-VTT has 20 per clip).
+
+    Raises:
+        ValueError: an unknown ``decoder`` or ``references_per_clip`` < 1.
 
     The decoder's initial hidden state is ``bridge(encoder.last)`` (a linear map when the widths differ,
     else identity); an LSTM's initial cell state is zero.
