@@ -163,15 +163,21 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--format", dest="formats", action="append", choices=["onnx", "torchscript"], default=None,
                    help="onnx or torchscript (repeatable; default both)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder (created; the files of an earlier export there are "
+                                                "replaced, other files left alone; nothing is written when the "
+                                                "export or its check fails)")
     p.add_argument("--no-check", action="store_true", help="skip the parity check against PyTorch")
+    p.add_argument("--tolerance", type=nonnegative_float, default=1e-4,
+                   help="the check: how much further each output of an exported file may be from PyTorch run in "
+                        "float64 than PyTorch's own float32 result, times max(1, the output's largest magnitude) "
+                        "(default 1e-4)")
 
 
 def export_command(args) -> int:
     from ..export import export_checkpoint  # lazy: imports seqvision.train (see the top)
 
     report = export_checkpoint(args.checkpoint, args.out, formats=args.formats or ["onnx", "torchscript"],
-                               check=not args.no_check)
+                               check=not args.no_check, tolerance=args.tolerance)
     print(json.dumps(report, indent=2))
     return 0
 
