@@ -60,7 +60,7 @@ test-newest:
 	@echo "newest environment: Python $$($(NEWEST_VENV)/bin/python -c 'import platform; print(platform.python_version())')," \
 		$$(grep -iE '^(torch|torchvision|av|decord|numpy|einops|pyyaml|tqdm|matplotlib|pycocoevalcap)==' \
 		$(NEWEST_VENV)/resolved.txt | tr '\n' ' ')
-	$(NEWEST_VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(NEWEST_VENV)/bin/python -m pytest $(PYTEST_ARGS) -m "not acceptance"  # learning goals: measured once, in make test
 
 # The lowest versions pyproject.toml declares, on the lowest Python it declares (not part of CI: run it when a
 # lower bound changes).

@@ -112,6 +112,7 @@ def test_trainer_fixes_the_projection_to_the_training_pca(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.acceptance
 @pytest.mark.timeout(1800)
 def test_random_lite0_reaches_0_9_with_the_shipped_classify_config(tmp_path):
     """Issue #14 (a): `seqvision synth --num-videos 360`, then for seeds 0-2 `seqvision train --config
