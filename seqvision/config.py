@@ -102,7 +102,8 @@ class ModelConfig:
     hidden_sizes: list[int] = field(default_factory=list)  # per-layer sizes (stacked modules), e.g. [16, 8]
     bidirectional: bool = False
     dropout: float = 0.0  # between RNN layers
-    input_proj: int = 0  # linear projection of the features before the RNN (0 = none)
+    input_proj: int = 0  # k > 0: project the features to k before the RNN; with standardize, fixed to the training
+    # split's top-k principal components (PCA, set by the trainer); without, a learned Linear. 0 = none
     input_norm: bool = False  # LayerNorm on the input features
     standardize: bool = True  # per-dimension (x - mean) / std of the features, statistics of the training split
     head: Literal["last", "mean", "max", "attention"] = "last"  # many-to-one pooling
