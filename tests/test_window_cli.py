@@ -103,9 +103,12 @@ def test_a_file_damaged_beyond_repair_part_way_fails_with_its_windows_so_far(set
 
 def test_a_clean_file_reads_to_its_end(setup):
     ck, clean, _, _ = setup
-    labels = collect_windows(load_model(ck["classify"], with_encoder=True), clean, window=2.0)
+    labels = collect_windows(load_model(ck["classify"], with_encoder=True), clean, window=5.0)
     assert labels.error is None and labels.end_reason == "eof"
     assert labels.until_s == pytest.approx(SECONDS - 1 / FPS, abs=1e-3)
+    # the tail window [10, 15) of a 12 s video ends with the video (last frame + one frame), not past it
+    assert [(w["start"], w["end"]) for w in labels.windows] == [(0.0, 5.0), (5.0, 10.0), (10.0, 12.0)]
+    assert all(10.0 <= i / FPS < 12.0 for i in labels.windows[-1]["frames"])
 
 
 def _exit(argv: list[str], capsys) -> tuple[int, str]:

@@ -59,6 +59,10 @@ def label_windows(loaded, video: str | os.PathLike, *, window: float, stride: fl
     labelled as ``seqvision classify`` labels a clip: ``data.num_frames`` picked uniformly from its frames
     (classify, caption); the frames task labels every kept frame.
 
+    Each window's dict: ``start`` and ``end`` (s; the windows after the last complete one end with the video:
+    the last decoded frame's time plus one frame), ``frames`` (the decoded indices of the frames used: few for a
+    tail window), and the task's answer (:meth:`seqvision.tasks.Task.window_output`).
+
     Args:
         loaded: a :class:`seqvision.train.LoadedModel` with its frame encoder.
         window, stride: seconds (> 0).
@@ -96,13 +100,14 @@ def label_windows(loaded, video: str | os.PathLike, *, window: float, stride: fl
             result.max_buffered = max(result.max_buffered, len(buf))
 
     @torch.inference_mode()
-    def emit(k: int) -> dict | None:
+    def emit(k: int, video_end: float | None = None) -> dict | None:
         start, end = k * stride, k * stride + window
         rows = [(t, i, f) for t, i, f in buf if start - 1e-9 <= t < end - 1e-9]
         if not rows:
             return None
         feats = torch.stack([f for _, _, f in rows])[None]  # (1, n, D)
-        out = {"start": round(start, 6), "end": round(end, 6), "frames": [i for _, i, _ in rows]}
+        shown_end = end if video_end is None else min(end, video_end)  # a tail window ends with the video
+        out = {"start": round(start, 6), "end": round(shown_end, 6), "frames": [i for _, i, _ in rows]}
         out.update(spec.window_output(model, feats, cfg, top_k=top_k, beam_size=beam))
         if "frame_labels" in out:  # per-frame answers: each frame takes the label of the nearest window centre
             centre = (start + end) / 2
@@ -139,8 +144,9 @@ def label_windows(loaded, video: str | os.PathLike, *, window: float, stride: fl
             raise  # nothing decoded: the file cannot be read, reported as classify reports it
         source.end_reason = f"eof after a decode error ({exc.reason})"
     encode_pending()
+    video_end = None if decoded_until is None else decoded_until + 1.0 / (source.rate or fps)
     while last_time is not None and k * stride <= last_time + 1e-9:  # the last, partial windows
-        out = emit(k)
+        out = emit(k, video_end)
         if out is not None:
             yield out
         k += 1
