@@ -322,3 +322,17 @@ def test_a_url_without_duration_or_size_that_starts_over_is_not_replayed(videos)
         server.server_close()
     assert src.live and indices == list(range(100)), len(indices)
     assert src.end_reason == "eof" and src.reconnect_count == 1 and len(requests) == 2
+
+
+@pytest.mark.timeout(60)
+def test_a_forward_jump_far_beyond_a_frame_is_rebased(videos, tmp_path):
+    """b.ts written 60 s later on the clock (-output_ts_offset 60) after a.ts: a 60 s hole in the
+    timestamps (more than ffmpeg's 10 s -dts_delta_threshold) is re-based like a reset."""
+    far = tmp_path / "far.ts"
+    ffmpeg("-i", str(videos["b"]), "-c", "copy", "-output_ts_offset", "60", "-f", "mpegts", str(far))
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(videos["a"].read_bytes() + far.read_bytes())
+    src = FrameSource(joined)
+    times = [f.time for f in src]
+    assert len(times) == ffprobe_frames(joined) == 100 and src.discontinuities == 1
+    np.testing.assert_allclose(np.diff(times), 0.04, atol=1e-6)

@@ -35,7 +35,8 @@ class SourceFrame:
 
     Attributes:
         frame: the decoded ``av.VideoFrame`` (native size and pixel format).
-        time: stream time in seconds since the first frame (continues across reconnects; never decreases).
+        time: stream time in seconds since the first frame (continues across reconnects; never decreases; a
+            timestamp reset or a jump of more than 10 s is re-based to one frame after the previous frame).
         index: decoded frames before this one (across reconnects), from 0.
         decode_ms: wall time spent demuxing and decoding this frame (waiting for data included).
         wall: ``time.time()`` when it was decoded.
@@ -94,11 +95,13 @@ class FrameSource:
 
     Args:
         source: a video file, a file still being written (with ``follow``), a URL FFmpeg opens
-            (``rtsp://``, ``rtmp://``, ``udp://``, ``srt://``, ``http(s)://``, ...) or a V4L2 device
-            (``/dev/video0``).
+            (``rtsp://``, ``rtmp://``, ``udp://``, ``srt://``, ``http(s)://``, ``file://``, ...), a V4L2 device
+            (``/dev/video0``), or a pipe: ``-`` / ``pipe:`` / ``pipe:0`` (standard input), ``/dev/stdin`` or a
+            FIFO (read once, front to back: a streamable format such as MPEG-TS).
         follow: treat a file as still being written: at its end wait for more data, and end after
-            ``idle_timeout`` seconds without growth. The format must be readable front to back (MPEG-TS, MKV,
-            fragmented MP4; a plain MP4 writes its index at the end).
+            ``idle_timeout`` seconds without growth; a file not created yet is waited for ``timeout`` s. The
+            format must be readable front to back (MPEG-TS, MKV, fragmented MP4; a plain MP4 writes its index at
+            the end).
         timeout: seconds to wait for data on a URL or device before treating the stream as stalled.
         reconnects: reopen a stalled or disconnected URL / device at most this many times in a row (the
             count resets whenever a frame arrives); waits ``backoff * 2**k`` seconds before attempt k.
@@ -107,17 +110,29 @@ class FrameSource:
             "640x480", "framerate": "25"}`` for v4l2).
 
     Attributes (after iterating): ``reconnect_count``, ``end_reason`` (``"eof"``, ``"stopped"`` or
-    ``"source lost: ..."``), ``kind``, ``live`` (URL or device: frames keep arriving in real time), ``stop``
-    (a ``threading.Event``: set it from another thread to end the iteration; a source is iterated once).
+    ``"source lost: ..."``), ``kind``, ``live`` (frames keep arriving in real time: a live protocol such as
+    udp / rtp / rtsp / rtmp / tcp / srt, a device, a pipe, or a URL whose resource has neither a duration nor a
+    size; a file served over http(s) or ``file://`` is not live and ends at its EOF), ``skipped_packets``,
+    ``discontinuities``, ``stop`` (a ``threading.Event``: set it from another thread to end the iteration; a
+    source is iterated once).
+
+    Ends: a file, a non-live URL and a pipe end at their EOF (``"eof"``). A live URL or device that ends, stalls
+    (``timeout`` s without data) or fails is reopened (after its decoder is flushed, so frames it holds back
+    for B-frame reordering still come out), ``reconnects`` times in a row at most without a new frame; a URL of
+    a non-live protocol that starts over at the first timestamp it started at is a file served again and
+    ends instead of being replayed. Damaged packets are skipped as the FFmpeg tools skip them (``ffprobe
+    -count_frames`` decodes the same frames), packets of a stream that appears mid-stream too.
 
     Files are opened as :class:`seqvision.io.VideoReader` opens them (``seqvision.io``'s ``open_container``:
     the same typed errors, e.g. "file is empty (0 bytes)", and the video stream the FFmpeg CLI picks); frames
     keep their display matrix (phone videos), which :class:`~seqvision.stream.OnlinePredictor` applies.
 
     Raises:
-        VideoDecodeError: a file is missing, empty, not a video FFmpeg can open or has no video stream (the
-            messages of ``seqvision classify``; URLs and devices: after the reconnects are spent, iteration ends
-            with ``end_reason`` "source lost" instead).
+        VideoDecodeError: a file is missing, a directory, empty, not a video FFmpeg can open or has no video
+            stream (the messages of ``seqvision classify``); a ``follow`` file that does not appear within
+            ``timeout`` s or whose start cannot be read (the message says a growing file must be streamable); a
+            file of which no packet decodes (more than 200 in a row, or none at all). Live sources: after the
+            reconnects are spent, iteration ends with ``end_reason`` "source lost: ..." instead.
 
     Example:
         >>> for f in FrameSource("udp://127.0.0.1:5000", timeout=2):
