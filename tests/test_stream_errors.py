@@ -97,8 +97,9 @@ def test_classify_window_reports_bad_files_like_classify(ckpts, bad, capsys):
 
 
 def test_classify_window_rejects_a_bad_window_up_front(ckpts, capsys):
-    code, _, err = run(capsys, "classify", "--checkpoint", ckpts["classify"], ckpts["videos"][0], "--window", "-1")
-    assert code == 2 and "--window" in err
+    with pytest.raises(SystemExit) as stop:  # argparse's own error line (the option's type checks it)
+        run(capsys, "classify", "--checkpoint", ckpts["classify"], ckpts["videos"][0], "--window", "-1")
+    assert stop.value.code == 2 and "--window" in capsys.readouterr().err
 
 
 def test_cli_stream_imports_at_the_top():

@@ -121,7 +121,7 @@ def _exit(argv: list[str], capsys) -> tuple[int, str]:
 
 @pytest.mark.parametrize("option", [["--micro-batch", "0"], ["--timeout", "0"], ["--reconnects", "-1"],
                                     ["--format", "nosuchfmt"], ["--fps", "0"], ["--fps", "-1"], ["--queue", "0"],
-                                    ["--top-k", "0"], ["--max-frames", "0"], ["--timeline", "/proc/x.png"],
+                                    ["--top-k", "-1"], ["--max-frames", "0"], ["--timeline", "/proc/x.png"],
                                     ["--timeline", "x.foo"], ["--backoff", "-1"], ["--window", "0"]])
 def test_bad_stream_options_are_one_error_line_before_the_run(setup, option, capsys, tmp_path):
     ck, clean, _, _ = setup

@@ -115,7 +115,8 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", dest="input_format", default=None, help="FFmpeg input format (mpegts, v4l2, ...)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="FFmpeg input option, e.g. rtsp_transport=tcp or video_size=640x480 (repeatable)")
-    p.add_argument("--top-k", type=positive_int, default=5, help="labels with probabilities per answer (>= 1)")
+    p.add_argument("--top-k", type=nonnegative_int, default=5, help="labels with probabilities per answer (0: all "
+                                                                    "classes)")
     p.add_argument("--timeline", default=None, metavar="PNG", help="write a timeline plot of the run (any "
                                                                    "image format matplotlib writes: .png, .pdf, "
                                                                    ".svg, ...; checked before the run)")
