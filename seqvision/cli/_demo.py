@@ -17,6 +17,7 @@ from ..config import config_from_dict
 from ..data import make_synthetic_dataset
 from ..features import extract_features
 from ..report import write_html_report
+from ..tasks import get_task
 from ..train import evaluate, train
 from ._predict import Predictor, inspect_video, predict_videos
 
@@ -40,8 +41,8 @@ def demo_configs(out: Path, *, small: bool = False, device: str = "auto") -> dic
     scale = 0.5 if small else 1.0
     tasks = {
         "classify": {"model": {"task": "classify", "cell": "lstm", "hidden": 128, "head": "last",
-                               "head_dropout": 0.2},
-                     "train": {"epochs": 15, "lr": 0.002}},
+                               "head_dropout": 0.2, "input_proj": 128},
+                     "train": {"epochs": 15, "lr": 0.002, "metric": "train_loss"}},
         "frames": {"model": {"task": "frames", "cell": "gru", "layers": 2, "hidden": 64, "bidirectional": True},
                    "train": {"epochs": 15, "lr": 0.002}},
         "caption": {"model": {"preset": "sa_lstm", "task": "caption", "cell": "lstm", "decoder": "attention",
@@ -106,12 +107,17 @@ def run_demo(out: str | Path = "demo_out", *, small: bool = False, device: str =
             res = train(cfg, progress=False)
         m = cfg.model
         arch = f"{'bi' if m.bidirectional else ''}{m.cell.upper()} {m.layers}x{m.hidden}"
-        best = "n/a" if res.best_metric is None else f"{res.best_metric:.3f}"
         baselines[name] = res.baseline
-        base = res.baseline.get(f"baseline_{res.metric}")
+        # the kept epoch's validation metric, also where best.pt is chosen by another (train_loss: the converged
+        # model), next to the baseline's
+        val = res.metric if res.metric.startswith("val_") else f"val_{get_task(m.task).default_metric}"
+        kept = next((row.get(val) for row in res.history if row.get("epoch") == res.best_epoch), None)
+        shown = "n/a" if kept is None else f"{kept:.3f}"
+        base = res.baseline.get(f"baseline_{val}")
         base = "" if base is None else f" (baseline {res.baseline.get('baseline', '')} {base:.3f})"
-        print(f"[3/5] {what[name]:<14} {arch}, {res.epochs_run} epochs, best {res.metric.replace('_', ' ')} "
-              f"{best}{base} at epoch {res.best_epoch} ({_fmt(time.perf_counter() - t)})")
+        how = "the best" if val == res.metric else f"kept by {res.metric.replace('_', ' ')}"
+        print(f"[3/5] {what[name]:<14} {arch}, {res.epochs_run} epochs, {val.replace('_', ' ')} {shown}{base} "
+              f"at epoch {res.best_epoch} ({how}) ({_fmt(time.perf_counter() - t)})")
 
     t = time.perf_counter()
     for name, cfg in configs.items():
