@@ -134,6 +134,7 @@ SLOW_CAPTION_GAP = {"resnet50", "lite0"}
 
 
 @pytest.mark.slow
+@pytest.mark.acceptance  # issue #14: every tested encoder; once per CI (make test), not in test-newest
 @pytest.mark.parametrize("task", TASKS)
 @pytest.mark.parametrize("name,scale", SLOW)
 def test_model_reaches_baseline_slow(task, name, scale, features, tmp_path, request):
