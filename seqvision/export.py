@@ -294,7 +294,7 @@ def _check_outputs(got, want, want64, outputs: list[str], tolerance: float) -> t
     record, failures = {}, []
     for i, (name, g, w) in enumerate(zip(outputs, got, want)):
         g = torch.as_tensor(g).double()
-        scale = max(1.0, float(w.abs().max()) if w.numel() else 0.0)
+        scale = _scale(w)
         allow = tolerance * scale
         row = {"max_abs_diff": float((g - w.double()).abs().max()) if w.numel() else 0.0, "allowed": allow}
         if want64 is not None:
@@ -322,11 +322,12 @@ def _owned_files(folder: Path) -> list[Path]:
     return [folder / n for n in names if (folder / n).exists()]
 
 
-def _allowed(tolerance: float, want) -> float:
-    """``tolerance`` scaled by the reference outputs' largest magnitude where that exceeds 1 (float32 rounding
-    grows with the values: a random-init Lite0's features reach ~6, and PyTorch itself is 1.1e-4 from float64
-    there), so it is absolute for logits and probabilities of order 1 and relative for large features."""
-    return tolerance * max(1.0, max(float(y.float().abs().max()) if y.numel() else 0.0 for y in want))
+def _scale(y: torch.Tensor) -> float:
+    """What a tolerance is multiplied by for output ``y``: its largest magnitude where that exceeds 1 (float32
+    rounding grows with the values: a random-init Lite0's features reach ~6, and PyTorch itself is 1.1e-4 from
+    float64 there), so a tolerance is absolute for logits and probabilities of order 1 and relative for large
+    features."""
+    return max(1.0, float(y.float().abs().max()) if y.numel() else 0.0)
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, *, formats=FORMATS,
@@ -483,7 +484,7 @@ def _export_into(checkpoint, out: Path, final: Path, *, formats, check: bool, to
                 size_axes = {"frames": {**axes["frames"], 3: "H", 4: "W"}, "features": axes["features"]}
                 other_diff = None if want_other is None else _other_size_diff(
                     module, args, path, fmt, outputs, size_axes, frames_other, want_other)
-                written = other_diff is not None and other_diff <= _allowed(tolerance, want_other)
+                written = other_diff is not None and other_diff <= tolerance * max(_scale(y) for y in want_other)
                 report["frame_size_dynamic"] = report["frame_size_dynamic"] and written
                 if written:
                     file_axes = size_axes
