@@ -1,8 +1,12 @@
-"""Tiny real checkpoints for the online-inference, window and export tests (#15), and the offline reference
-path they are compared with."""
+"""Tiny real checkpoints for the online-inference, window and export tests (#15), the offline reference path
+they are compared with, and what the stream tests share: a free port, reading `seqvision stream`'s JSON lines
+until a signal."""
 
 from __future__ import annotations
 
+import json
+import socket
+import subprocess
 from pathlib import Path
 
 import torch
@@ -12,7 +16,7 @@ from seqvision.data import make_synthetic_dataset
 from seqvision.io import VideoReader
 from seqvision.train import train
 
-__all__ = ["tiny_checkpoints", "offline_features"]
+__all__ = ["tiny_checkpoints", "offline_features", "free_port", "json_lines_until_signal"]
 
 
 def tiny_checkpoints(root: Path) -> dict[str, Path]:
@@ -39,3 +43,23 @@ def offline_features(pred, video: Path) -> torch.Tensor:
         frames = vr.get_frames(list(range(len(vr)))).data  # (T, 3, H, W)
     with torch.inference_mode():
         return pred.encoder(frames[None]).float()  # (1, T, D)
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port on 127.0.0.1 free for ``kind`` (``socket.SOCK_STREAM``: TCP, ``socket.SOCK_DGRAM``: UDP)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def json_lines_until_signal(proc: subprocess.Popen, count: int, sig: int, *, timeout: float = 60) -> tuple[list, str]:
+    """The JSON lines ``proc`` (text mode, stdout and stderr piped) prints; after ``count`` of them it is sent
+    ``sig``, then read to its end. Returns ``(lines, stderr)``; the caller kills what is left running."""
+    lines = []
+    for line in proc.stdout:
+        lines.append(json.loads(line))
+        if len(lines) == count:
+            proc.send_signal(sig)
+            break
+    rest, err = proc.communicate(timeout=timeout)
+    return lines + [json.loads(x) for x in rest.splitlines() if x.strip()], err

@@ -28,7 +28,7 @@ from seqvision.io import VideoReader, sample_indices
 from seqvision.models import ClipClassifier, FrameLabeler, SequenceEncoder
 from seqvision.stream import FrameSource, NotStreamableError, OnlinePredictor, plot_timeline, run_stream
 from seqvision.train import load_model
-from stream_checkpoints import offline_features, tiny_checkpoints
+from stream_checkpoints import free_port, json_lines_until_signal, offline_features, tiny_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 FFMPEG = shutil.which("ffmpeg")
@@ -37,12 +37,6 @@ FFMPEG = shutil.which("ffmpeg")
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory):
     return tiny_checkpoints(tmp_path_factory.mktemp("stream_ckpts"))
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def udp_sender(url: str, *, bursts: list[int], pause: float, fps: int = 25, size: int = 32, start_delay: float = 0.8,
@@ -255,7 +249,7 @@ def test_udp_stream_survives_a_stall_and_ends_after_the_disconnect(ckpts):
     """25 fps MPEG-TS over UDP: 30 frames, 2.5 s of silence (timeout 1 s: a stall, reconnect), 30 more frames,
     then the sender closes (a disconnect): the run reconnects, keeps labelling, and ends by itself after its
     bounded reconnects with a summary."""
-    port = free_port()
+    port = free_port(socket.SOCK_DGRAM)
     url = f"udp://127.0.0.1:{port}"
     sender = threading.Thread(target=udp_sender, args=(f"{url}?pkt_size=1316",),
                               kwargs={"bursts": [30, 30], "pause": 2.5}, daemon=True)
@@ -302,7 +296,7 @@ def test_a_file_that_grows_while_read(ckpts, tmp_path):
 def test_cli_stream_json_lines_and_clean_ctrl_c(ckpts, tmp_path):
     """`seqvision stream` on a UDP stream prints one JSON line per frame; SIGINT ends it with a summary line,
     exit code 0 and the timeline PNG."""
-    port = free_port()
+    port = free_port(socket.SOCK_DGRAM)
     url = f"udp://127.0.0.1:{port}"
     png = tmp_path / "timeline.png"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -313,19 +307,12 @@ def test_cli_stream_json_lines_and_clean_ctrl_c(ckpts, tmp_path):
     sender = threading.Thread(target=udp_sender, args=(f"{url}?pkt_size=1316",),
                               kwargs={"bursts": [2000], "pause": 0, "start_delay": 0.5, "stop": stop}, daemon=True)
     sender.start()
-    lines = []
     try:
-        for line in proc.stdout:
-            lines.append(json.loads(line))
-            if len(lines) == 10:
-                proc.send_signal(signal.SIGINT)
-                break
-        rest, err = proc.communicate(timeout=60)
+        lines, err = json_lines_until_signal(proc, 10, signal.SIGINT)
     finally:
         stop.set()
         if proc.poll() is None:
             proc.kill()
-    lines += [json.loads(x) for x in rest.splitlines() if x.strip()]
     assert proc.returncode == 0, err
     assert {"wall", "time", "frame", "label", "probs", "latency_ms"} <= set(lines[0])
     summary = lines[-1]["summary"]

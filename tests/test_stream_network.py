@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -28,7 +27,7 @@ import pytest
 
 from seqvision.cli import main
 from seqvision.stream import FrameSource, OnlinePredictor, run_stream
-from stream_checkpoints import tiny_checkpoints
+from stream_checkpoints import free_port, tiny_checkpoints
 
 FFMPEG = shutil.which("ffmpeg")
 FRAMES = 50  # 2 s at 25 fps
@@ -41,12 +40,6 @@ pytestmark = [pytest.mark.skipif(FFMPEG is None, reason="needs the ffmpeg CLI at
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory):
     return tiny_checkpoints(tmp_path_factory.mktemp("network_ckpts"))
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_listening(port: int, proc: subprocess.Popen | None = None, timeout: float = 20.0) -> None:

@@ -26,7 +26,7 @@ import pytest
 from seqvision.cli import main
 from seqvision.errors import VideoDecodeError
 from seqvision.stream import FrameSource, OnlinePredictor, run_stream
-from stream_checkpoints import tiny_checkpoints
+from stream_checkpoints import free_port, json_lines_until_signal, tiny_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 FFMPEG = shutil.which("ffmpeg")
@@ -183,9 +183,7 @@ def wait_udp_bound(port: int, timeout: float = 20.0) -> None:
 @pytest.mark.timeout(90)
 @pytest.mark.skipif(not Path("/proc/net/udp").exists(), reason="waits for the UDP socket in /proc/net/udp")
 def test_udp_with_bframes_delivers_every_frame_sent(tmp_path):
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port(socket.SOCK_DGRAM)
     src = FrameSource(f"udp://127.0.0.1:{port}", timeout=1.5, reconnects=0)
     got: list = []
     reader = threading.Thread(target=lambda: got.extend(f.index for f in src), daemon=True)
@@ -259,20 +257,13 @@ def test_sigterm_ends_with_a_summary(ckpts, videos):
                             stdin=feeder.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             cwd=ROOT)
     feeder.stdout.close()
-    lines = []
     try:
-        for line in proc.stdout:
-            lines.append(json.loads(line))
-            if len(lines) == 5:
-                proc.send_signal(signal.SIGTERM)
-                break
-        rest, err = proc.communicate(timeout=60)
+        lines, err = json_lines_until_signal(proc, 5, signal.SIGTERM)
     finally:
         for p in (proc, feeder):
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    lines += [json.loads(x) for x in rest.splitlines() if x.strip()]
     assert proc.returncode == 0, err
     summary = lines[-1]["summary"]
     assert summary["end_reason"] == "interrupted" and summary["processed"] == len(lines) - 1 < 1500
