@@ -75,8 +75,8 @@ def run_baseline(task_name: str, train_ds, val_ds, *, num_classes: int | None = 
     Returns:
         ``{"task", "metric" (as the trainer's validation metric without "val_"), "score" (the best probe's),
         "best" (its name), "probes" {name: score}, "seconds", "num_train", "num_val" (the clips used),
-        "subsampled" (bool)}``; captioning adds ``"caption_scores"`` (BLEU-1..4, ROUGE-L, CIDEr of the retrieved captions). Accuracies are fractions in
-        [0, 1]; CIDEr-D is on pycocoevalcap's 0-10 scale.
+        "subsampled" (bool)}``; captioning adds ``"caption_scores"`` (BLEU-1..4, ROUGE-L, CIDEr of the retrieved
+        captions). Accuracies are fractions in [0, 1]; CIDEr-D is on pycocoevalcap's 0-10 scale.
 
     Raises:
         ValueError: an unknown task, an empty split, or samples without features or the task's targets.
@@ -86,9 +86,8 @@ def run_baseline(task_name: str, train_ds, val_ds, *, num_classes: int | None = 
     if train_ds is None or val_ds is None or len(train_ds) == 0 or len(val_ds) == 0:
         raise ValueError("run_baseline: needs a non-empty training and validation split")
     start = time.perf_counter()
-    train_part, val_part = _within(train_ds, max_values, seed), _within(val_ds, max_values, seed + 1)
-    train_clips, train_rest = stack_frames(train_part, progress=progress)
-    val_clips, val_rest = stack_frames(val_part, progress=progress)
+    train_clips, train_rest = stack_frames(train_ds, progress=progress, max_values=max_values, seed=seed)
+    val_clips, val_rest = stack_frames(val_ds, progress=progress, max_values=max_values, seed=seed + 1)
     task = get_task(task_name)()
     need = task.baseline_target
     for name, rest in (("train", train_rest), ("val", val_rest)):
@@ -100,18 +99,8 @@ def run_baseline(task_name: str, train_ds, val_ds, *, num_classes: int | None = 
     best = max(probes, key=probes.get)
     return {"task": task_name, "metric": task.default_metric, "score": probes[best], "best": best,
             "probes": probes, "seconds": round(time.perf_counter() - start, 3), "num_train": len(train_clips),
-            "num_val": len(val_clips), "subsampled": train_part is not train_ds or val_part is not val_ds, **extra}
-
-
-def _within(dataset, max_values: int, seed: int):
-    """``dataset``, or a seeded random subset of its clips (in order) whose features fit in ``max_values``
-    numbers, judged from the first sample's ``(T, D)``; at least 64 clips."""
-    T, D = torch.as_tensor(dataset[0]["features"]).shape
-    fits = max(64, max_values // max(1, T * D))
-    if len(dataset) <= fits:
-        return dataset
-    keep = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:fits].sort().values
-    return [dataset[int(i)] for i in keep]
+            "num_val": len(val_clips),
+            "subsampled": len(train_clips) < len(train_ds) or len(val_clips) < len(val_ds), **extra}
 
 
 def format_baseline(result: dict) -> str:

@@ -8,14 +8,25 @@ from tqdm.auto import tqdm
 __all__ = ["feature_stats", "stack_frames"]
 
 
-def stack_frames(dataset, *, progress: bool = False) -> tuple[list[torch.Tensor], list[dict]]:
+def stack_frames(dataset, *, progress: bool = False, max_values: int | None = None,
+                 seed: int = 0) -> tuple[list[torch.Tensor], list[dict]]:
     """Every sample's valid frames ``(length, D)`` float32 and the rest of the sample (labels, captions).
 
     ``dataset`` is any sequence of sample dicts with ``"features" (T, D)`` and optionally ``"length"``
-    (e.g. a :class:`~seqvision.features.FeatureDataset`). Raises ValueError if a sample has no ``features``.
+    (e.g. a :class:`~seqvision.features.FeatureDataset`). ``max_values``: a memory bound: when the clips'
+    features (judged from the first sample's ``(T, D)``) hold more numbers, only a seeded random subset of clips
+    that fits is read (at least 64, in dataset order); ``len(clips) < len(dataset)`` then tells. Raises
+    ValueError if a sample has no ``features``.
     """
+    picked = range(len(dataset))
+    if max_values is not None and len(dataset):
+        T, D = torch.as_tensor(dataset[0]["features"]).shape
+        fits = max(64, max_values // max(1, T * D))
+        if len(dataset) > fits:
+            picked = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:fits].sort().values
+            picked = [int(i) for i in picked]
     clips, rest = [], []
-    for i in tqdm(range(len(dataset)), desc="read features", unit="clip", disable=not progress, leave=False):
+    for i in tqdm(picked, desc="read features", unit="clip", disable=not progress, leave=False):
         s = dataset[i]
         if "features" not in s:
             raise ValueError(f"sample {i} has no 'features': statistics need cached features")

@@ -55,8 +55,9 @@ def prepare_model(model: nn.Module, data: Any, cfg: Config, *, progress: bool = 
 def principal_basis(dataset: Any, mean: torch.Tensor, std: torch.Tensor, k: int, *, max_frames: int = 8192,
                     seed: int = 0, transform: Any = None, progress: bool = False) -> tuple[torch.Tensor, float]:
     """The top-``k`` principal directions of the standardised frames ``(x - mean) / std`` of ``dataset``
-    (valid frames only; a seeded subset of ``max_frames`` when there are more), as rows of ``(k, D)`` float32
-    scaled so the projection on the first has unit variance, and the fraction of the variance they hold.
+    (valid frames only; clips are read up to 2^26 numbers, a seeded subset of clips beyond, as the baseline does;
+    then a seeded subset of ``max_frames`` frames when there are more), as rows of ``(k, D)`` float32 scaled so
+    the projection on the first has unit variance, and the fraction of the variance they hold.
     ``transform``: applied to the standardised frames first (the encoder's input LayerNorm, what the projection
     reads; None = none).
 
@@ -67,7 +68,7 @@ def principal_basis(dataset: Any, mean: torch.Tensor, std: torch.Tensor, k: int,
     Raises:
         ValueError: the dataset has no valid frames.
     """
-    clips, _ = stack_frames(dataset, progress=progress)
+    clips, _ = stack_frames(dataset, progress=progress, max_values=2**26, seed=seed)  # 256 MiB of float32
     frames = torch.cat(clips) if clips else torch.zeros(0, mean.numel())  # (N, D)
     if frames.shape[0] == 0:
         raise ValueError("principal_basis: the training split has no valid frames")
