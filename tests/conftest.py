@@ -4,6 +4,7 @@ seqvision's own generator, once per session."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -14,6 +15,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import assets`
 
 # Tests run on CPU with tiny models, where threading costs more than it gives.
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # tiny models: 1 thread is fastest on 2 shared cores
+
+
+def _missing_ffmpeg() -> list[str]:
+    return [tool for tool in ("ffmpeg", "ffprobe") if shutil.which(tool) is None]
+
+
+def pytest_configure(config):
+    """Without the ffmpeg CLI (the outside oracle) the frame-conformance, stream and rotation tests skip. CI sets
+    SEQVISION_REQUIRE_FFMPEG=1 (``.ci/run`` installs ffmpeg), so there a missing ffmpeg stops the run instead of
+    letting it pass on the tidy tests alone."""
+    missing = _missing_ffmpeg()
+    if missing and os.environ.get("SEQVISION_REQUIRE_FFMPEG") == "1":
+        raise pytest.UsageError(f"SEQVISION_REQUIRE_FFMPEG=1 but {' and '.join(missing)} not on PATH: install "
+                                "ffmpeg (Debian: apt-get install ffmpeg); the ffmpeg-oracle tests would all skip")
+
+
+def pytest_report_header(config):
+    missing = _missing_ffmpeg()
+    if missing:
+        return f"ffmpeg CLI: {', '.join(missing)} not found: the ffmpeg-oracle tests will SKIP"
+    return f"ffmpeg CLI: {shutil.which('ffmpeg')}"
 
 
 @pytest.fixture(scope="session")
