@@ -20,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -147,8 +148,34 @@ def test_damaged_mpegts_decodes_what_ffprobe_decodes(videos, tmp_path, start):
     data.tofile(bad)
     src = FrameSource(bad)
     got = [f.time for f in src]
-    assert len(got) == ffprobe_frames(bad) > 0 and src.end_reason == "eof"
+    assert len(got) == ffprobe_frames(bad) > 0 and src.end_reason == "eof" and src.end_error is None
     assert got == sorted(got)
+
+
+def y4m_with_a_bad_frame_header(path: Path, *, frames: int = 100, bad: int = 40) -> Path:
+    """A Y4M file whose frame ``bad`` lost its ``FRAME`` marker: FFmpeg's demuxer stops there with
+    InvalidDataError (the FFmpeg CLI decodes the ``bad`` frames before it, and no more)."""
+    clean = path.with_name("clean_" + path.name)
+    ffmpeg(*lavfi_src(frames / 25), "-pix_fmt", "yuv420p", str(clean))
+    data = bytearray(clean.read_bytes())
+    at = [i for i in range(len(data)) if data[i:i + 6] == b"FRAME\n"][bad]
+    data[at:at + 5] = b"XXXXX"
+    path.write_bytes(bytes(data))
+    return clean
+
+
+@pytest.mark.timeout(60)
+def test_end_error_says_a_file_stopped_part_way_and_is_none_at_its_end(tmp_path):
+    """``end_error`` is the exception behind ``end_reason``'s "eof after a decode error" (code tests it instead of
+    parsing the message); a file read to its end leaves it None."""
+    clean = y4m_with_a_bad_frame_header(bad := tmp_path / "bad.y4m")
+    src = FrameSource(bad)
+    assert sum(1 for _ in src) == ffprobe_frames(bad) == 40
+    assert isinstance(src.end_error, av.error.InvalidDataError), (src.end_reason, src.end_error)
+    assert src.end_reason.startswith("eof after a decode error (InvalidDataError")  # the JSON records' words
+    src = FrameSource(clean)
+    assert sum(1 for _ in src) == ffprobe_frames(clean) == 100
+    assert src.end_error is None and src.end_reason == "eof"
 
 
 @pytest.mark.timeout(60)
@@ -195,6 +222,7 @@ def test_udp_with_bframes_delivers_every_frame_sent(tmp_path):
     assert not reader.is_alive()
     assert got == list(range(75)), (len(got), src.end_reason)
     assert src.end_reason.startswith("source lost: no data for 1.5 s"), src.end_reason  # not "ExitError: ..."
+    assert isinstance(src.end_error, av.ExitError), src.end_error  # the read timeout that lost it
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -11,9 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import pytest
 
 from seqvision.cli import main
+from seqvision.errors import VideoDecodeError
 from seqvision.stream._window import collect_windows
 from seqvision.train import load_model
 from stream_checkpoints import tiny_checkpoints
@@ -89,6 +91,7 @@ def test_a_file_damaged_beyond_repair_part_way_fails_with_its_windows_so_far(set
     damaged = corrupt.with_name("damaged.mp4")
     labels = collect_windows(load_model(ck["classify"], with_encoder=True), damaged, window=2.0)
     assert labels.error and "decode error" in labels.error and 1.0 < labels.until_s < 0.5 * 30
+    assert isinstance(labels.end_error, VideoDecodeError)  # the source gave up: too many bad packets in a row
     out = run_cli("classify", "--checkpoint", str(ck["classify"]), str(damaged), "--window", "2", "--json")
     assert out.returncode == 1, out.stderr
     rows = [json.loads(x) for x in out.stdout.splitlines()]
@@ -104,11 +107,33 @@ def test_a_file_damaged_beyond_repair_part_way_fails_with_its_windows_so_far(set
 def test_a_clean_file_reads_to_its_end(setup):
     ck, clean, _, _ = setup
     labels = collect_windows(load_model(ck["classify"], with_encoder=True), clean, window=5.0)
-    assert labels.error is None and labels.end_reason == "eof"
+    assert labels.error is None and labels.end_error is None and labels.end_reason == "eof"
     assert labels.until_s == pytest.approx(SECONDS - 1 / FPS, abs=1e-3)
     # the tail window [10, 15) of a 12 s video ends with the video (last frame + one frame), not past it
     assert [(w["start"], w["end"]) for w in labels.windows] == [(0.0, 5.0), (5.0, 10.0), (10.0, 12.0)]
     assert all(10.0 <= i / FPS < 12.0 for i in labels.windows[-1]["frames"])
+
+
+def test_a_demuxer_error_part_way_fails_the_file(setup, tmp_path, capsys):
+    """The frame source ends early on the demuxer's error (a Y4M frame without its FRAME marker: the FFmpeg CLI
+    stops there too) and says so in ``end_error``, not only in words: the windows so far, then the failure."""
+    ck, _, _, _ = setup
+    clean = tmp_path / "clean.y4m"
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size=64x48:rate={FPS}:duration=4",
+                    "-pix_fmt", "yuv420p", str(clean)], check=True, timeout=60)
+    data = bytearray(clean.read_bytes())
+    at = [i for i in range(len(data)) if data[i:i + 6] == b"FRAME\n"][2 * FPS]  # frame 50, at 2 s
+    data[at:at + 5] = b"XXXXX"
+    bad = tmp_path / "bad.y4m"
+    bad.write_bytes(bytes(data))
+    labels = collect_windows(load_model(ck["classify"], with_encoder=True), bad, window=1.0)
+    assert isinstance(labels.end_error, av.error.InvalidDataError), (labels.end_reason, labels.end_error)
+    assert labels.error == labels.end_reason and labels.error.startswith("eof after a decode error")
+    assert labels.until_s == pytest.approx(2 - 1 / FPS, abs=1e-3) and len(labels.windows) == 2
+    code = main(["classify", "--checkpoint", str(ck["classify"]), str(bad), "--window", "1", "--json"])
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert code == 1 and [r["start"] for r in rows[:-1]] == [0.0, 1.0]
+    assert rows[-1]["path"] == str(bad) and rows[-1]["windows_done"] == 2 and "decode error" in rows[-1]["error"]
 
 
 def _exit(argv: list[str], capsys) -> tuple[int, str]:

@@ -109,12 +109,23 @@ class FrameSource:
         options: FFmpeg options for the input (e.g. ``{"rtsp_transport": "tcp"}``, ``{"video_size":
             "640x480", "framerate": "25"}`` for v4l2).
 
-    Attributes (after iterating): ``reconnect_count``, ``end_reason`` (``"eof"``, ``"stopped"`` or
-    ``"source lost: ..."``), ``kind``, ``live`` (frames keep arriving in real time: a live protocol such as
-    udp / rtp / rtsp / rtmp / tcp / srt, a device, a pipe, or a URL whose resource has neither a duration nor a
-    size; a file served over http(s) or ``file://`` is not live and ends at its EOF), ``skipped_packets``,
-    ``discontinuities``, ``stop`` (a ``threading.Event``: set it from another thread to end the iteration; a
-    source is iterated once).
+    Attributes (after iterating): ``reconnect_count``, ``end_reason``, ``end_error``, ``kind``, ``live`` (frames
+    keep arriving in real time: a live protocol such as udp / rtp / rtsp / rtmp / tcp / srt, a device, a pipe, or a
+    URL whose resource has neither a duration nor a size; a file served over http(s) or ``file://`` is not live
+    and ends at its EOF), ``skipped_packets``, ``discontinuities``, ``stop`` (a ``threading.Event``: set it from
+    another thread to end the iteration; a source is iterated once).
+
+    How iteration ended is set in two attributes, always together:
+
+    - ``end_reason`` (``str``): in words, for people and JSON records: ``"eof"``, ``"stopped"``, ``"eof after a
+      decode error (...)"`` (a file or non-live URL that failed part way) or ``"source lost: ..."`` (a live
+      source after its reconnects were spent, or one lost when ``stop`` was set while reconnecting).
+    - ``end_error`` (``BaseException | None``): the error that ended the source early, for code to test instead of
+      parsing ``end_reason``: the ``av.FFmpegError`` / ``OSError`` behind "eof after a decode error" or "source
+      lost", or a :class:`~seqvision.errors.VideoDecodeError` for "source lost: the stream ended" (a live stream
+      that ended on its own). ``None`` whenever ``end_reason`` is ``"eof"`` or ``"stopped"``: a clean end,
+      including a live source lost once that reconnected and then ended cleanly. Errors raised out of the
+      iteration (see Raises) are not recorded here.
 
     Ends: a file, a non-live URL and a pipe end at their EOF (``"eof"``). A live URL or device that ends, stalls
     (``timeout`` s without data) or fails is reopened (after its decoder is flushed, so frames it holds back
@@ -159,7 +170,8 @@ class FrameSource:
         self.reconnect_count = 0
         self.skipped_packets = 0  # damaged packets (or packets of a stream that appeared later) skipped
         self.discontinuities = 0  # timestamp resets / jumps re-based so stream time goes on
-        self.end_reason = ""
+        self.end_reason = ""  # why iteration ended, in words (see the class docstring)
+        self.end_error: BaseException | None = None  # the error that ended it early; None: a clean end
         self.rate: float | None = None  # the stream's average frame rate, once open
         if self.timeout <= 0 or self.reconnects < 0 or self.backoff < 0:
             raise ValueError(f"need timeout > 0, reconnects >= 0, backoff >= 0; got {self.timeout}, "
@@ -169,6 +181,10 @@ class FrameSource:
         if self.kind == "file" and not os.path.isfile(self.source):
             raise VideoDecodeError(self.source, "no such file (a live source needs a URL such as udp://..., a "
                                                 "/dev/video* device, or - / pipe: for standard input)")
+
+    def _end(self, reason: str, error: BaseException | None = None) -> None:
+        """Record why iteration ends: ``end_reason`` (words) and ``end_error`` (``None`` for a clean end)."""
+        self.end_reason, self.end_error = reason, error
 
     def _scheme(self) -> str:
         return self.source.split("://", 1)[0].lower() if self.kind == "url" else ""
@@ -296,7 +312,7 @@ class FrameSource:
                 if not self.live:
                     raise VideoDecodeError(self.source, self._open_error(exc)) from None
                 failures += 1
-                self.end_reason = f"source lost: {self._describe(exc)}"
+                self._end(f"source lost: {self._describe(exc)}", exc)
                 continue
             got = 0
             prev_raw: float | None = None  # the previous frame's own timestamp on this connection
@@ -312,7 +328,7 @@ class FrameSource:
                         if (self.kind == "url" and self._scheme() not in LIVE_SCHEMES and first_raw
                                 and abs(raw - first_raw[-1]) < step / 2):
                             # a URL without a duration that starts over: a file served again, not new frames
-                            self.end_reason = "eof"
+                            self._end("eof")
                             return
                         first_raw.append(raw)
                         base_raw = raw
@@ -331,20 +347,21 @@ class FrameSource:
                                       wall=time.time())
                     index += 1
                 if self.stop.is_set():
-                    self.end_reason = "stopped"
+                    self._end("stopped")
                     return
                 if not self.live or self.kind == "pipe":  # a pipe cannot be reopened: its end is the end
                     if index == 0 and self.skipped_packets:
                         raise VideoDecodeError(self.source, f"no frame could be decoded ({self.skipped_packets} "
                                                             f"damaged packets skipped)")
-                    self.end_reason = "eof"
+                    self._end("eof")
                     return
-                self.end_reason = "source lost: the stream ended"  # a live stream that ends was cut: reconnect
+                # a live stream that ends was cut: reconnect
+                self._end("source lost: the stream ended", VideoDecodeError(self.source, "the live stream ended"))
             except (av.FFmpegError, OSError) as exc:
                 if not self.live:
-                    self.end_reason = f"eof after a decode error ({self._describe(exc)})"
+                    self._end(f"eof after a decode error ({self._describe(exc)})", exc)
                     return
-                self.end_reason = f"source lost: {self._describe(exc)}"
+                self._end(f"source lost: {self._describe(exc)}", exc)
                 if self.kind == "pipe":
                     return
             finally:
@@ -352,4 +369,5 @@ class FrameSource:
                 if tail is not None:
                     tail.close()
             failures = 1 if got else failures + 1  # connection ends since the last new frame
-        self.end_reason = self.end_reason if self.end_reason.startswith("source lost") else "stopped"
+        if self.end_error is None:  # stopped, not while a lost source was being reconnected
+            self._end("stopped")

@@ -27,7 +27,11 @@ class WindowLabels:
         timeline: frames task: ``[{"time", "frame", "label"}]`` for every sampled frame, labelled by the window
             whose centre is nearest (so overlapping windows agree on one label per frame).
         max_buffered: the most frame features held at once (bounded by the window, not the video's length).
-        end_reason: the frame source's ``end_reason`` (``"eof"`` when the whole file was read).
+        end_reason: the frame source's ``end_reason`` (``"eof"`` when the whole file was read), or ``"eof after
+            a decode error (...)"`` when the source gave up part way (too many damaged packets in a row).
+        end_error: the exception that stopped decoding before the file's end (the frame source's ``end_error``,
+            or the :class:`~seqvision.errors.VideoDecodeError` it raised part way); ``None`` when the file was
+            read to its end.
         until_s: stream time (s) of the last decoded frame; ``None`` when none was decoded.
     """
 
@@ -37,14 +41,16 @@ class WindowLabels:
     timeline: list[dict] = field(default_factory=list)
     max_buffered: int = 0
     end_reason: str = ""
+    end_error: BaseException | None = None
     until_s: float | None = None
 
     @property
     def error(self) -> str | None:
         """Why decoding stopped before the file's end (e.g. ``"eof after a decode error (InvalidDataError:
         ...)"``: the windows after ``until_s`` were never labelled), or ``None`` when the file was read to its
-        end. Callers must report it: the windows returned so far look like a complete run."""
-        return self.end_reason if self.end_reason.startswith(("eof after", "source lost")) else None
+        end (``end_error`` is ``None``). Callers must report it: the windows returned so far look like a complete
+        run."""
+        return None if self.end_error is None else (self.end_reason or str(self.end_error))
 
 
 def label_windows(loaded, video: str | os.PathLike, *, window: float, stride: float | None = None,
@@ -69,8 +75,8 @@ def label_windows(loaded, video: str | os.PathLike, *, window: float, stride: fl
 
     A file whose decoding fails part way (a corrupt packet the frame source cannot skip) does not raise: the
     windows up to that point are yielded, and the returned :class:`WindowLabels` says so (``error``,
-    ``end_reason``, ``until_s``); callers must check ``error`` (``seqvision classify --window`` reports the file
-    as failed, exit code 1).
+    ``end_error``, ``end_reason``, ``until_s``); callers must check ``error`` (``seqvision classify --window``
+    reports the file as failed, exit code 1).
 
     Raises:
         ValueError: ``window`` or ``stride`` not > 0. VideoDecodeError: the video cannot be opened.
@@ -122,6 +128,7 @@ def label_windows(loaded, video: str | os.PathLike, *, window: float, stride: fl
     last_time = None
     source = FrameSource(video)
     decoded_until = None
+    gave_up: VideoDecodeError | None = None  # the source raised part way
     try:
         for sf in source:
             decoded_until = sf.time
@@ -142,7 +149,7 @@ def label_windows(loaded, video: str | os.PathLike, *, window: float, stride: fl
     except VideoDecodeError as exc:  # the source gave up part way (e.g. too many damaged packets in a row)
         if decoded_until is None:
             raise  # nothing decoded: the file cannot be read, reported as classify reports it
-        source.end_reason = f"eof after a decode error ({exc.reason})"
+        gave_up = exc
     encode_pending()
     video_end = None if decoded_until is None else decoded_until + 1.0 / (source.rate or fps)
     while last_time is not None and k * stride <= last_time + 1e-9:  # the last, partial windows
@@ -150,7 +157,11 @@ def label_windows(loaded, video: str | os.PathLike, *, window: float, stride: fl
         if out is not None:
             yield out
         k += 1
-    result.end_reason, result.until_s = source.end_reason, decoded_until
+    if gave_up is not None:
+        result.end_reason, result.end_error = f"eof after a decode error ({gave_up.reason})", gave_up
+    else:
+        result.end_reason, result.end_error = source.end_reason, source.end_error
+    result.until_s = decoded_until
     result.timeline = [{"time": round(t, 6), "frame": i, "label": lab} for i, (_, t, lab) in sorted(nearest.items())]
     return result
 
