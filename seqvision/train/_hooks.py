@@ -6,6 +6,10 @@
 - :func:`baseline_metrics`: after the loop, on the main rank: a baseline's metrics on the same data (e.g. a
   linear probe on pooled features), reported next to the model's (``train.log``, ``<out>/metrics.json``,
   :attr:`TrainResult.baseline`).
+
+The training split is read from the feature cache once per run: :func:`prepare_model` reads it with
+:func:`~seqvision.features._stats.read_split` (statistics over every clip; the frames within the baseline's
+memory bound, 2^26 numbers) and returns what it read for :func:`baseline_metrics`.
 """
 
 from __future__ import annotations
@@ -18,17 +22,34 @@ from torch import nn
 
 from ..baselines import BASELINE_METRIC, format_baseline, run_baseline
 from ..config import Config
-from ..features import feature_stats, stack_frames
+from ..features import stack_frames
+from ..features._stats import SplitFrames, read_split
 from ..tasks import Task
 
 log = logging.getLogger("seqvision.train")
 
 __all__ = ["prepare_model", "baseline_metrics", "principal_basis"]
 
+# the memory bound on the training frames held at once (256 MiB of float32): the PCA's and the baseline's, so
+# one read (the same seeded subset of clips beyond it) serves both
+MAX_VALUES = 2**26
 
-def prepare_model(model: nn.Module, data: Any, cfg: Config, *, progress: bool = False) -> None:
+
+def _baseline_applies(data: Any, task: Task, cfg: Config) -> bool:
+    return bool(cfg.train.baseline and cfg.train.input == "features" and data.val is not None
+                and task.name in BASELINE_METRIC)
+
+
+def prepare_model(model: nn.Module, data: Any, cfg: Config, *, baseline_task: Task | None = None,
+                  progress: bool = False) -> SplitFrames | None:
     """Set data-dependent model state before training (``data`` is the run's
     :class:`~seqvision.train._data.TrainData`). Runs on every rank with the same data, so ranks agree.
+
+    The training split is read once (:func:`read_split`): the statistics cover every clip, the frames kept for
+    the PCA and the baseline are the split or, beyond 2^26 numbers, the seeded subset ``stack_frames`` would read
+    with ``seed=cfg.seed``. ``baseline_task``: the run's task on the rank that will call :func:`baseline_metrics`
+    (None elsewhere); when its baseline will run, the frames read here are returned for it (``train_frames=``),
+    held until then (at most 2^26 numbers). Returns None otherwise, and when nothing was read.
 
     ``model.standardize`` (cached features only): the per-dimension mean / std of the training split's frames
     go into the sequence encoder's buffers (:meth:`SequenceEncoder.set_feature_stats`), so every later use of
@@ -37,18 +58,19 @@ def prepare_model(model: nn.Module, data: Any, cfg: Config, *, progress: bool = 
     fixed (:func:`principal_basis`, :meth:`SequenceEncoder.set_input_basis`)."""
     encoder = getattr(model, "encoder", None)
     if not cfg.model.standardize or cfg.train.input != "features" or not hasattr(encoder, "set_feature_stats"):
-        return
-    mean, std = feature_stats(data.train, progress=progress)
-    encoder.set_feature_stats(mean, std)
+        return None
+    frames = read_split(data.train, max_values=MAX_VALUES, seed=cfg.seed, progress=progress)
+    encoder.set_feature_stats(frames.mean, frames.std)
     log.info("input standardisation from %d training clips: feature mean |m| median %.3g, std median %.3g",
-             len(data.train), float(mean.abs().median()), float(std.median()))
+             len(data.train), float(frames.mean.abs().median()), float(frames.std.median()))
     k = int(cfg.model.input_proj)
     if k > 0 and hasattr(encoder, "set_input_basis"):
-        basis, explained = principal_basis(data.train, encoder.feature_mean, encoder.feature_std, k, seed=cfg.seed,
+        basis, explained = principal_basis(frames, encoder.feature_mean, encoder.feature_std, k, seed=cfg.seed,
                                            transform=getattr(encoder, "norm", None), progress=progress)
         encoder.set_input_basis(basis, trainable=False)
         log.info("input projection: the top %d principal components of the standardised training frames (%.1f%% "
                  "of their variance), fixed", k, 100.0 * explained)
+    return frames if baseline_task is not None and _baseline_applies(data, baseline_task, cfg) else None
 
 
 @torch.no_grad()
@@ -65,10 +87,14 @@ def principal_basis(dataset: Any, mean: torch.Tensor, std: torch.Tensor, k: int,
     global RNG (model init, dropout) is untouched and a run is reproducible. Rows past the rank (fewer frames
     than ``k``) are 0.
 
+    ``dataset``: sample dicts (a :class:`~seqvision.features.FeatureDataset`), or the
+    :class:`~seqvision.features._stats.SplitFrames` that ``read_split(dataset, max_values=2**26, seed=seed)``
+    returned (used without reading again).
+
     Raises:
-        ValueError: the dataset has no valid frames.
+        ValueError: the dataset has no valid frames, or a ``SplitFrames`` read with another bound or seed.
     """
-    clips, _ = stack_frames(dataset, progress=progress, max_values=2**26, seed=seed)  # 256 MiB of float32
+    clips, _ = stack_frames(dataset, progress=progress, max_values=MAX_VALUES, seed=seed)  # 256 MiB of float32
     frames = torch.cat(clips) if clips else torch.zeros(0, mean.numel())  # (N, D)
     if frames.shape[0] == 0:
         raise ValueError("principal_basis: the training split has no valid frames")
@@ -90,17 +116,20 @@ def principal_basis(dataset: Any, mean: torch.Tensor, std: torch.Tensor, k: int,
     return basis, explained
 
 
-def baseline_metrics(data: Any, task: Task, cfg: Config, *, progress: bool = False) -> dict[str, Any]:
+def baseline_metrics(data: Any, task: Task, cfg: Config, *, train_frames: SplitFrames | None = None,
+                     progress: bool = False) -> dict[str, Any]:
     """A baseline's validation metrics on the run's data, keyed like the history rows (e.g.
     ``{"baseline_val_accuracy": 0.94}``); ``{}`` when there is none.
 
     With ``train.baseline`` and cached features: :func:`seqvision.baselines.run_baseline` on ``data.train`` /
-    ``data.val``; ``baseline_val_<metric>`` is the best probe, ``baseline_val_<metric>_<probe>`` each probe."""
-    if not cfg.train.baseline or cfg.train.input != "features" or data.val is None or task.name not in BASELINE_METRIC:
+    ``data.val``; ``baseline_val_<metric>`` is the best probe, ``baseline_val_<metric>_<probe>`` each probe.
+    ``train_frames``: what :func:`prepare_model` read of ``data.train`` (then not read again); None = read it."""
+    if not _baseline_applies(data, task, cfg):
         return {}
     try:
-        result = run_baseline(task.name, data.train, data.val, num_classes=task.num_outputs or None, seed=cfg.seed,
-                              progress=progress)
+        result = run_baseline(task.name, train_frames if train_frames is not None else data.train, data.val,
+                              num_classes=task.num_outputs or None, seed=cfg.seed, progress=progress,
+                              max_values=MAX_VALUES)
     except ValueError as exc:  # the baseline is a report beside the model: it never fails a finished run
         log.warning("no baseline for this run: %s", exc)
         return {}

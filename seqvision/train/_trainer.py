@@ -179,7 +179,9 @@ class Trainer:
         self.data = data
         self.task = build_task(cfg.model.task, data.labels)
         model = model if model is not None else self.task.build_model(cfg.model, input_dim=data.input_dim)
-        prepare_model(model, data, cfg, progress=self.progress)  # data-dependent state (feature statistics)
+        # data-dependent state (feature statistics); the training frames read for it, kept for the baseline
+        self._train_frames = prepare_model(model, data, cfg, baseline_task=self.task if self.is_main else None,
+                                           progress=self.progress)
         self.model = model.to(self.device)
         self.encoder = data.encoder
         self.encoder_trainable = bool(self.encoder is not None and cfg.encoder.trainable)
@@ -276,7 +278,9 @@ class Trainer:
                 cb(self, epoch, row)
         baseline: dict = {}
         if self.is_main:
-            baseline = baseline_metrics(self.data, self.task, cfg, progress=self.progress)
+            baseline = baseline_metrics(self.data, self.task, cfg, train_frames=self._train_frames,
+                                        progress=self.progress)
+            self._train_frames = None  # up to 256 MiB, held only until here
             if baseline:
                 log.info("baseline: %s", "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                                    for k, v in baseline.items()))
