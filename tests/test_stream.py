@@ -113,6 +113,7 @@ def test_streaming_a_file_equals_the_offline_model(ckpts, task):
     feats = offline_features(pred, video)
     T = feats.shape[1]
     assert summary.end_reason == "eof" and summary.processed == T == len(results) and summary.dropped == 0
+    assert summary.error_type is None  # a clean end
     got = torch.tensor([[r["probs"][n] for n in pred.names] for r in results])  # (T, K)
     if task == "frames":
         want = pred.model.predict(feats)["probs"][0]  # (T, K)
@@ -259,6 +260,7 @@ def test_udp_stream_survives_a_stall_and_ends_after_the_disconnect(ckpts):
     summary, results = run_stream(source, pred)
     sender.join(timeout=10)
     assert summary.end_reason.startswith("source lost"), summary
+    assert summary.error_type == type(source.end_error).__name__ == "ExitError", summary  # the read timeout
     assert summary.reconnects >= 3  # after the stall, and the 2 bounded attempts after the disconnect
     times = [r["time"] for r in results]
     gaps = np.diff(times)
@@ -317,4 +319,5 @@ def test_cli_stream_json_lines_and_clean_ctrl_c(ckpts, tmp_path):
     assert {"wall", "time", "frame", "label", "probs", "latency_ms"} <= set(lines[0])
     summary = lines[-1]["summary"]
     assert summary["end_reason"] == "interrupted" and summary["processed"] == len(lines) - 1
+    assert summary["error_type"] is None  # Ctrl-C is a clean end, even of a live source
     assert png.is_file()

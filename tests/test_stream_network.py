@@ -80,6 +80,7 @@ def check_run(summary, results, pred) -> None:
     times = [r["time"] for r in results]
     assert times == sorted(times) and times[-1] <= 2.0
     assert summary.end_reason.startswith("source lost"), summary  # the sender finished: nothing to reconnect to
+    assert summary.error_type is not None, summary  # what code tests instead of end_reason's words
 
 
 SERVERS = {  # protocol: (ffmpeg output arguments, the URL the stream opens), {p} = the port
@@ -139,4 +140,5 @@ def test_cli_stream_over_http_json_lines_summary_and_exit_code(ckpts, capsys):
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     summary = lines[-1]["summary"]
     assert code == 1 and summary["end_reason"].startswith("source lost") and summary["decoded"] == FRAMES
+    assert isinstance(summary["error_type"], str), summary  # the exit code's reason, for code to test
     assert len(lines) - 1 == summary["processed"] >= 1 and {"frame", "time", "label", "probs"} <= set(lines[0])

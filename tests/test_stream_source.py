@@ -61,6 +61,8 @@ def videos(tmp_path_factory) -> dict[str, Path]:
     ffmpeg(*lavfi_src(4, 64), "-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p", "-f", "mpegts", str(out["ts"]))
     out["concat"] = d / "concat.ts"  # `cat a.ts b.ts`: b's timestamps start again where a's started
     out["concat"].write_bytes(out["a"].read_bytes() + out["b"].read_bytes())
+    out["audio"] = d / "audio.ts"  # MPEG-TS without a video stream (an MP2 sine)
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=2", "-c:a", "mp2", "-f", "mpegts", str(out["audio"]))
     return out
 
 
@@ -108,6 +110,18 @@ def test_a_file_served_over_http_and_a_file_url_end_with_their_frames(ckpts, vid
         assert summary["decoded"] == summary["processed"] == len(lines) - 1 == want, (url, summary)
         assert summary["reconnects"] == 0 and summary["dropped"] == 0  # a served file is not a live feed
         assert [r["frame"] for r in lines[:-1]] == list(range(want))
+        assert summary["error_type"] is None
+
+
+@pytest.mark.timeout(60)
+def test_a_file_served_over_http_without_video_is_refused_like_a_file(ckpts, videos, http_root, capsys):
+    """A served file (Content-Length) with no video stream is classify's error, as the same file on disk: it
+    used to count as a live source whose reconnects all failed, and ended as "eof", exit 0, with no frames."""
+    url = f"{http_root}/{videos['audio'].name}"
+    with pytest.raises(VideoDecodeError, match="has no video stream"):
+        list(FrameSource(url, backoff=0.01))
+    code, lines, err = cli(capsys, "stream", "--checkpoint", ckpts["frames"], url)
+    assert code == 2 and lines == [] and "has no video stream" in err, err
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -164,10 +178,11 @@ def y4m_with_a_bad_frame_header(path: Path, *, frames: int = 100, bad: int = 40)
     return clean
 
 
-@pytest.mark.timeout(60)
-def test_end_error_says_a_file_stopped_part_way_and_is_none_at_its_end(tmp_path):
+@pytest.mark.timeout(90)
+def test_end_error_says_a_file_stopped_part_way_and_is_none_at_its_end(ckpts, tmp_path, capsys):
     """``end_error`` is the exception behind ``end_reason``'s "eof after a decode error" (code tests it instead of
-    parsing the message); a file read to its end leaves it None."""
+    parsing the message); a file read to its end leaves it None. `seqvision stream`'s summary names its class
+    (``error_type``) and exits 1 on it, 0 without."""
     clean = y4m_with_a_bad_frame_header(bad := tmp_path / "bad.y4m")
     src = FrameSource(bad)
     assert sum(1 for _ in src) == ffprobe_frames(bad) == 40
@@ -176,6 +191,13 @@ def test_end_error_says_a_file_stopped_part_way_and_is_none_at_its_end(tmp_path)
     src = FrameSource(clean)
     assert sum(1 for _ in src) == ffprobe_frames(clean) == 100
     assert src.end_error is None and src.end_reason == "eof"
+    code, lines, err = cli(capsys, "stream", "--checkpoint", ckpts["frames"], bad)
+    summary = lines[-1]["summary"]
+    assert code == 1 and summary["error_type"] == "InvalidDataError" and summary["decoded"] == 40, (summary, err)
+    assert summary["end_reason"].startswith("eof after a decode error (InvalidDataError")
+    code, lines, err = cli(capsys, "stream", "--checkpoint", ckpts["frames"], clean)
+    summary = lines[-1]["summary"]
+    assert code == 0 and summary["error_type"] is None and summary["end_reason"] == "eof", (summary, err)
 
 
 @pytest.mark.timeout(60)
@@ -223,6 +245,35 @@ def test_udp_with_bframes_delivers_every_frame_sent(tmp_path):
     assert got == list(range(75)), (len(got), src.end_reason)
     assert src.end_reason.startswith("source lost: no data for 1.5 s"), src.end_reason  # not "ExitError: ..."
     assert isinstance(src.end_error, av.ExitError), src.end_error  # the read timeout that lost it
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.skipif(not Path("/proc/net/udp").exists(), reason="waits for the UDP socket in /proc/net/udp")
+def test_a_live_feed_without_video_is_a_lost_source(ckpts, capsys):
+    """A UDP feed that carries only audio (the ffmpeg CLI sends an MP2 sine as MPEG-TS in real time): every
+    open finds no video stream, and once the reconnects are spent the source is lost: "source lost: ...",
+    ``end_error`` the VideoDecodeError, exit 1. Those failed opens were not recorded: the run ended as "eof",
+    exit 0, as if the feed had been read to its end."""
+    port = free_port(socket.SOCK_DGRAM)
+    url = f"udp://127.0.0.1:{port}"
+    sender = subprocess.Popen([FFMPEG, "-v", "error", "-nostdin", "-re", "-f", "lavfi", "-i", "sine=duration=60",
+                               "-c:a", "mp2", "-f", "mpegts", f"{url}?pkt_size=1316"], stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        src = FrameSource(url, timeout=5, reconnects=2, backoff=0.05)
+        assert list(src) == [] and src.reconnect_count == 2
+        assert isinstance(src.end_error, VideoDecodeError) and "has no video stream" in src.end_error.reason
+        assert src.end_reason.startswith("source lost: VideoDecodeError: ")
+        assert "has no video stream" in src.end_reason
+        code, lines, err = cli(capsys, "stream", "--checkpoint", ckpts["frames"], url, "--timeout", "5",
+                               "--reconnects", "1", "--backoff", "0.05")
+    finally:
+        sender.kill()
+        sender.communicate()
+    summary = lines[-1]["summary"]
+    assert code == 1 and summary["error_type"] == "VideoDecodeError", (summary, err)
+    assert summary["end_reason"].startswith("source lost: VideoDecodeError: ") and summary["processed"] == 0
+    assert summary["reconnects"] == 1 and len(lines) == 1
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -295,6 +346,7 @@ def test_sigterm_ends_with_a_summary(ckpts, videos):
     assert proc.returncode == 0, err
     summary = lines[-1]["summary"]
     assert summary["end_reason"] == "interrupted" and summary["processed"] == len(lines) - 1 < 1500
+    assert summary["error_type"] is None
 
 
 def test_a_captioners_last_window_is_a_window_record(ckpts):

@@ -157,7 +157,7 @@ def stream_command(args) -> int:
     print(f"seqvision stream: {summary.processed} frames in {summary.seconds:.1f} s ({summary.fps} frames/s), "
           f"{summary.dropped} dropped, {summary.reconnects} reconnects, end: {summary.end_reason}; latency "
           f"p50 {lat.get('p50', 0):.1f} ms, p95 {lat.get('p95', 0):.1f} ms", file=sys.stderr)
-    return 0 if summary.end_reason in ("eof", "interrupted", "max frames", "stopped") else 1
+    return 1 if summary.error_type is not None else 0  # a live source stayed lost, or a file ended at an error
 
 
 def add_export_args(p: argparse.ArgumentParser) -> None:

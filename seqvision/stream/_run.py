@@ -30,8 +30,12 @@ class StreamSummary:
     """What a stream run did.
 
     Attributes:
-        source: the source string; ``end_reason``: ``"eof"``, ``"interrupted"``, ``"stopped"``, ``"max frames"``
-            or ``"source lost: ..."``.
+        source: the source string; ``end_reason``: ``"eof"``, ``"interrupted"``, ``"stopped"``, ``"max frames"``,
+            ``"eof after a decode error (...)"`` or ``"source lost: ..."``.
+        error_type: the class name of the error that ended the run early (:attr:`FrameSource.end_error`, e.g.
+            ``"ExitError"`` for a read timeout, ``"ConnectionRefusedError"``, ``"VideoDecodeError"``), for code to
+            test instead of parsing ``end_reason``; ``None`` for a clean end (``"eof"``, ``"interrupted"``,
+            ``"stopped"``, ``"max frames"``). ``seqvision stream`` exits 1 when it is set.
         decoded / sampled / processed / dropped: frames decoded, kept by the fps sampling, run through the model,
             and dropped because the model fell behind a live source.
         reconnects: reopenings of the source after stalls or disconnects.
@@ -61,6 +65,7 @@ class StreamSummary:
     labels: dict = field(default_factory=dict)
     final_label: str | None = None
     captions: list = field(default_factory=list)
+    error_type: str | None = None  # last, so the fields before it keep their order (JSON-safe: a str or null)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -231,6 +236,8 @@ def run_stream(source: FrameSource, predictor: OnlinePredictor, *, fps: float | 
     if failure and end_reason is None:
         raise failure[0]
     summary.end_reason = end_reason or source.end_reason or "eof"
+    error = None if end_reason else source.end_error  # interrupted / max frames: ended here, cleanly
+    summary.error_type = type(error).__name__ if error is not None else None
     summary.decoded, summary.sampled, summary.dropped = counts["decoded"], counts["sampled"], counts["dropped"]
     summary.reconnects = source.reconnect_count
     summary.skipped_packets = getattr(source, "skipped_packets", 0)

@@ -123,9 +123,11 @@ class FrameSource:
     - ``end_error`` (``BaseException | None``): the error that ended the source early, for code to test instead of
       parsing ``end_reason``: the ``av.FFmpegError`` / ``OSError`` behind "eof after a decode error" or "source
       lost", or a :class:`~seqvision.errors.VideoDecodeError` for "source lost: the stream ended" (a live stream
-      that ended on its own). ``None`` whenever ``end_reason`` is ``"eof"`` or ``"stopped"``: a clean end,
-      including a live source lost once that reconnected and then ended cleanly. Errors raised out of the
-      iteration (see Raises) are not recorded here.
+      that ended on its own) and for a live source that opens without a video stream ("source lost:
+      VideoDecodeError: ... has no video stream ...", e.g. a feed that now carries only audio). After the
+      reconnects are spent it is the last attempt's error, the one ``end_reason`` names. ``None`` whenever
+      ``end_reason`` is ``"eof"`` or ``"stopped"``: a clean end, including a live source lost once that
+      reconnected and then ended cleanly. Errors raised out of the iteration (see Raises) are not recorded here.
 
     Ends: a file, a non-live URL and a pipe end at their EOF (``"eof"``). A live URL or device that ends, stalls
     (``timeout`` s without data) or fails is reopened (after its decoder is flushed, so frames it holds back
@@ -140,10 +142,11 @@ class FrameSource:
 
     Raises:
         VideoDecodeError: a file is missing, a directory, empty, not a video FFmpeg can open or has no video
-            stream (the messages of ``seqvision classify``); a ``follow`` file that does not appear within
-            ``timeout`` s or whose start cannot be read (the message says a growing file must be streamable); a
-            file of which no packet decodes (more than 200 in a row, or none at all). Live sources: after the
-            reconnects are spent, iteration ends with ``end_reason`` "source lost: ..." instead.
+            stream (the messages of ``seqvision classify``; a non-live URL without a video stream too); a
+            ``follow`` file that does not appear within ``timeout`` s or whose start cannot be read (the message
+            says a growing file must be streamable); a file of which no packet decodes (more than 200 in a row,
+            or none at all). Live sources: after the reconnects are spent, iteration ends with ``end_reason``
+            "source lost: ..." instead.
 
     Example:
         >>> for f in FrameSource("udp://127.0.0.1:5000", timeout=2):
@@ -222,16 +225,18 @@ class FrameSource:
             fmt = self.input_format or ("v4l2" if self.kind == "device" else None)
             container = av.open(self.source, format=fmt, options=opts, timeout=(self.timeout, self.timeout))
         try:
+            if self.kind == "url":
+                # a file served over http(s) / file:// has a size (Content-Length) or a duration; a live feed
+                # neither. Settled before the stream is chosen: such a file without video is an error (as on
+                # disk), not a live source to reconnect to
+                size = container.size if isinstance(container.size, int) else 0
+                self.live = self._scheme() in LIVE_SCHEMES or (container.duration is None and size <= 0)
             stream = choose_stream(self.source, container)
         except BaseException:
             container.close()
             if tail is not None:
                 tail.close()
             raise
-        if self.kind == "url":
-            # a file served over http(s) / file:// has a size (Content-Length) or a duration; a live feed neither
-            size = container.size if isinstance(container.size, int) else 0
-            self.live = self._scheme() in LIVE_SCHEMES or (container.duration is None and size <= 0)
         return container, stream, tail
 
     def _describe(self, exc: BaseException) -> str:
@@ -303,10 +308,11 @@ class FrameSource:
                 self.reconnect_count += 1
             try:
                 container, stream, tail = self._open()
-            except VideoDecodeError:
+            except VideoDecodeError as exc:  # open, but no video stream (a live feed that now carries only audio)
                 if not self.live:
                     raise
                 failures += 1
+                self._end(f"source lost: {self._describe(exc)}", exc)
                 continue
             except (av.FFmpegError, OSError) as exc:
                 if not self.live:
