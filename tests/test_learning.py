@@ -84,10 +84,10 @@ def features(synth_root, tmp_path_factory):
     return get
 
 
-def _train(task: str, cfg_base, train, val, out: Path):
+def _train(task: str, cfg_base, train, val, out: Path, *, epochs: int | None = None):
     """Train the shipped config of ``task`` on the given features with the real Trainer; (result, baseline)."""
     overrides = [f"data.root={cfg_base.data.root}", f"out={out}", "train.progress=false", "eval.beam_size=1",
-                 f"train.epochs={EPOCHS[task]}"]
+                 f"train.epochs={epochs or EPOCHS[task]}"]
     cfg = load_config(CONFIGS[task], overrides=overrides)
     index = load_index(cfg.data, seed=cfg.seed)
     vocab = None
@@ -127,10 +127,16 @@ def test_model_reaches_baseline(task, name, scale, features, tmp_path):
     _check_beats_baseline(task, name, scale, features, tmp_path)
 
 
-# Known gap (README "Learning from any encoder"): on random ResNet-50 (2048-D) and random Lite0 (1280-D) features
-# the captioner reaches validation CIDEr 2.13 / 1.70 in 40 epochs while memorising the ~50 training clips (train
-# loss well below validation loss); retrieval scores 2.23 / 2.02. Pretrained Lite0 passes.
-SLOW_CAPTION_GAP = {"resnet50", "lite0"}
+# Captions on random high-dimensional features. 12 validation clips cannot rank the captioner against retrieval:
+# on this 72-video set random ResNet-50 gives best validation CIDEr 2.16 / 2.03 / 1.76 (seeds 0-2) against 2.23,
+# while on 240 videos (36 validation clips) it gives 3.33 / 3.31 / 3.47 against retrieval's 2.87. So ResNet-50's
+# caption check runs on 240 videos (test_captioner_beats_retrieval_on_240_videos), and on random Lite0 the gap is
+# real (README "Learning from any encoder"): 240 videos give 2.18 / 2.28 against 2.68. Its captions get the shape
+# right on 0.39 of the validation clips, retrieval on 0.58, a linear probe on the same mean-pooled features on 0.42:
+# the shape in random Lite0's 1280 near-noise dimensions (the top principal component holds 3.6% of the variance,
+# ResNet-50's 18%) is found by the nearest neighbour, not by a learned linear read of the features.
+SLOW_CAPTION_GAP = {"lite0"}
+SLOW_CAPTION_ON_240 = {"resnet50"}
 
 
 @pytest.mark.slow
@@ -138,10 +144,30 @@ SLOW_CAPTION_GAP = {"resnet50", "lite0"}
 @pytest.mark.parametrize("task", TASKS)
 @pytest.mark.parametrize("name,scale", SLOW)
 def test_model_reaches_baseline_slow(task, name, scale, features, tmp_path, request):
+    if task == "caption" and name in SLOW_CAPTION_ON_240:
+        pytest.skip("12 validation clips cannot rank it: measured on 240 videos below")
     if task == "caption" and name in SLOW_CAPTION_GAP:
-        request.applymarker(pytest.mark.xfail(reason="captioner below retrieval on random high-dimensional "
-                                                     "features (issue #14)", strict=False))
+        request.applymarker(pytest.mark.xfail(reason="captioner below retrieval on random Lite0 features "
+                                                     "(issue #14)", strict=False))
     _check_beats_baseline(task, name, scale, features, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.acceptance
+def test_captioner_beats_retrieval_on_240_videos(tmp_path_factory, tmp_path):
+    """Random ResNet-50 features, 240 videos (168 train / 36 validation clips), the shipped caption config for 16
+    epochs: best validation CIDEr above nearest-neighbour retrieval's (3.23 against 2.87 when written)."""
+    root = tmp_path_factory.mktemp("learning_synth240")
+    make_synthetic_dataset(root, num_videos=240, seed=0, size=48, min_frames=16, max_frames=24, progress=False)
+    encoder, weights = ENCODERS["resnet50"]
+    cfg = load_config(CONFIGS["classify"], overrides=_overrides(root, tmp_path / "feat", encoder, weights))
+    extract_features(cfg, splits=["train", "val"], progress=False)
+    train, val = FeatureDataset(cfg, "train"), FeatureDataset(cfg, "val")
+    assert len(val) >= 30, len(val)
+    result, baseline = _train("caption", cfg, train, val, tmp_path / "run", epochs=16)
+    best = max(row["val_CIDEr"] for row in result.history)
+    retrieval = baseline["baseline_val_CIDEr_nearest_neighbour"]
+    assert best > retrieval, f"captioner best val CIDEr {best:.3f} <= retrieval {retrieval:.3f}"
 
 
 def test_standardisation_is_in_the_checkpoint_and_applied(features, tmp_path):
