@@ -232,9 +232,13 @@ class Captioner(nn.Module):
         if len(tokens) != len(refs):  # a row per reference: repeat each clip's memory and decoder state
             src = torch.repeat_interleave(torch.arange(len(refs), device=x.device),
                                           torch.tensor([len(r) for r in refs], device=x.device))  # (R,)
-            memory = _Memory(memory.outputs[src], None if memory.keys is None else memory.keys[src],
-                             memory.mask[src])
-            state = tuple(s[:, src] for s in state)
+            # index_select, not x[src]: the backward of x[src] with repeated indices is index_put_(accumulate=True),
+            # which on CPU (float32, >= 32768 elements, > 1 thread) adds with atomics from several threads, so the
+            # encoder's gradients depended on thread timing (a loaded machine); index_add_ adds in index order.
+            memory = _Memory(memory.outputs.index_select(0, src),
+                             None if memory.keys is None else memory.keys.index_select(0, src),
+                             memory.mask.index_select(0, src))
+            state = tuple(s.index_select(1, src) for s in state)
         logits = self._teacher_forced(memory, state, inputs).logits  # (R, L-1, V)
         return F.cross_entropy(rearrange(logits.float(), "b l v -> (b l) v"), rearrange(targets, "b l -> (b l)"),
                                ignore_index=self.vocab.pad_id)
