@@ -283,6 +283,9 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
         raise ConfigError(item, "an override must look like key=value, e.g. train.epochs=5")
     key, raw = item.split("=", 1)
     key = key.strip()
+    if not all(part.strip() for part in key.split(".")):
+        what = "no key before '='" if not key else f"the dotted key {key!r} has an empty part"
+        raise ConfigError(item, f"{what}; an override must look like key=value, e.g. train.epochs=5")
     try:
         value = yaml.safe_load(raw) if raw.strip() != "" else ""
     except yaml.YAMLError:

@@ -51,3 +51,12 @@ def test_missing_and_bad_files(tmp_path):
     wrong.write_text("model:\n  layers: 2\n  hiden: 3\n")
     with pytest.raises(ConfigError, match="did you mean 'model.hidden'"):
         load_config(wrong)
+
+
+@pytest.mark.parametrize("override, words", [("=3", "no key before '='"), ("train.=3", "'train.' has an empty part"),
+                                             ("a..b=1", "'a..b' has an empty part")])
+def test_an_empty_key_in_an_override_says_so(override, words):
+    """`--set =3` once printed "unknown key Known keys here: ..." about a key named ''."""
+    with pytest.raises(ConfigError) as info:
+        load_config(None, overrides=[override])
+    assert words in str(info.value) and "key=value" in str(info.value)
