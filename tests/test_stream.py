@@ -138,6 +138,42 @@ def test_fps_keeps_frames_by_stream_time(ckpts):
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 
+def make_vfr_video(path: Path) -> list[float]:
+    """The ffmpeg CLI writes a VFR MP4: 30 frames every 0.04 s (0 .. 1.16 s), then 20 frames every 0.08 s from
+    2.4 s (a 1.24 s gap). Returns the frames' times (s)."""
+    subprocess.run([FFMPEG, "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", "testsrc=size=32x32:rate=25:d=2",
+                    "-vf", "setpts='if(lt(N,30),N*0.04,2.4+(N-30)*0.08)/TB'", "-fps_mode", "passthrough",
+                    "-video_track_timescale", "1000", "-c:v", "libx264", "-bf", "0", "-pix_fmt", "yuv420p",
+                    str(path)], check=True, timeout=60)
+    with av.open(str(path)) as c:
+        times = [float(f.time) for f in c.decode(video=0)]
+    assert len(times) == 50 and abs(times[30] - 2.4) < 1e-3 and abs(times[31] - times[30] - 0.08) < 1e-3
+    return times
+
+
+def grid_frames(times: list[float], fps: float) -> list[int]:
+    """Oracle of fixed-rate sampling: for each grid time ``times[0] + k / fps``, the first frame at or after it."""
+    kept, k = [], 0
+    while times[0] + k / fps <= times[-1] + 1e-6:
+        kept.append(next(i for i, t in enumerate(times) if t >= times[0] + k / fps - 1e-6))
+        k += 1
+    return sorted(set(kept))
+
+
+@pytest.mark.skipif(FFMPEG is None, reason="needs the ffmpeg CLI")
+def test_fps_after_a_timestamp_gap_resumes_on_the_grid_without_a_burst(ckpts, tmp_path):
+    """--fps 5 on a VFR file with a 1.24 s gap: after the gap a frame is kept per 0.2 s grid time (the first frame
+    at or after it), not every frame until a target that advanced one step per kept frame catches up."""
+    times = make_vfr_video(tmp_path / "vfr.mp4")
+    pred = OnlinePredictor.from_checkpoint(ckpts["frames"], top_k=0)
+    summary, results = run_stream(FrameSource(tmp_path / "vfr.mp4"), pred, fps=5.0)
+    kept = [r["frame"] for r in results]
+    assert kept == grid_frames(times, 5.0)
+    after = [i for i in kept if i >= 30]
+    assert after[:3] == [30, 33, 35] and len(after) == 8  # grid 2.4 .. 3.8 s (last frame 3.92 s): 5 fps, not ~14
+    assert summary.sampled == len(kept) and summary.decoded == 50
+
+
 def test_step_accepts_arrays_and_reset_starts_a_new_clip(ckpts):
     pred = OnlinePredictor.from_checkpoint(ckpts["classify"], top_k=0)
     with VideoReader(ckpts["videos"][1], size=32, dimension_order="NHWC") as vr:

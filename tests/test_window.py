@@ -5,6 +5,7 @@ frame-exact VideoReader and the model's own `predict`)."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +95,20 @@ def test_cli_classify_window_json_and_timeline(setup, tmp_path):
     rows = [json.loads(x) for x in out.stdout.splitlines()]
     assert [r["start"] for r in rows] == [0.0, 1.0, 2.0] and all("frame_labels" in r for r in rows)
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg CLI")
+def test_window_sampler_resumes_on_the_grid_after_a_timestamp_gap(setup, tmp_path):
+    """The window sampler keeps one frame per 1/fps grid time after a gap (a VFR file made by the ffmpeg CLI:
+    frames every 0.04 s to 1.16 s, then every 0.08 s from 2.4 s), not a catch-up burst of every frame."""
+    ck, _ = setup
+    video = tmp_path / "vfr.mp4"
+    subprocess.run([shutil.which("ffmpeg"), "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i",
+                    "testsrc=size=32x32:rate=25:d=2", "-vf", "setpts='if(lt(N,30),N*0.04,2.4+(N-30)*0.08)/TB'",
+                    "-fps_mode", "passthrough", "-video_track_timescale", "1000", "-c:v", "libx264", "-bf", "0",
+                    "-pix_fmt", "yuv420p", str(video)], check=True, timeout=60)
+    labels = collect_windows(load_model(ck["frames"]), video, window=1.0, stride=1.0, fps=5.0)
+    kept = [r["frame"] for r in labels.timeline]
+    # grid 0, 0.2, .., 1.0; then 2.4 (frame 30), 2.6 -> 2.64 (33), 2.8 (35), 3.0 -> 3.04 (38), ...
+    assert kept[:6] == [0, 5, 10, 15, 20, 25] and kept[6:10] == [30, 33, 35, 38]
+    assert len(kept) == 6 + 8  # 5 fps on both sides of the gap: grid 0 .. 1.0 and 2.4 .. 3.8 (last frame 3.92 s)

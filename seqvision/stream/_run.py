@@ -18,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ._online import OnlinePredictor
-from ._source import FrameSource, SourceFrame
+from ._source import FrameSource, RateSampler, SourceFrame
 
 __all__ = ["run_stream", "StreamSummary", "plot_timeline"]
 
@@ -88,8 +88,8 @@ def run_stream(source: FrameSource, predictor: OnlinePredictor, *, fps: float | 
     Args:
         source: a :class:`FrameSource`.
         predictor: an :class:`OnlinePredictor`.
-        fps: keep frames at this rate (by stream time: a frame is kept when at least ``1/fps`` s passed since
-            the last kept one); None keeps every frame.
+        fps: keep frames at this rate (by stream time, on a grid of ``1/fps`` s from the first frame: see
+            :class:`~seqvision.stream._source.RateSampler`; no catch-up burst after a gap); None keeps every frame.
         micro_batch: encode up to this many queued frames in one CNN call (1 = lowest latency).
         queue_size: decoded frames waiting for the model at most (default: 2 when dropping, so a live result is
             at most ~2 frames behind; 8 for files).
@@ -125,14 +125,12 @@ def run_stream(source: FrameSource, predictor: OnlinePredictor, *, fps: float | 
     failure: list[BaseException] = []
 
     def reader():
-        next_time = None
+        keep = RateSampler(fps) if fps else None
         try:
             for sf in source:
                 counts["decoded"] += 1
-                if fps:
-                    if next_time is not None and sf.time < next_time - 1e-6:
-                        continue
-                    next_time = (sf.time if next_time is None else next_time) + 1.0 / fps
+                if keep is not None and not keep(sf.time):
+                    continue
                 counts["sampled"] += 1
                 while not source.stop.is_set():
                     try:

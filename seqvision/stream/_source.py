@@ -3,6 +3,7 @@ as they arrive, with bounded reconnects (exponential back-off) after stalls and 
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 import threading
@@ -16,7 +17,7 @@ import av
 from ..errors import VideoDecodeError
 from ..io._pyav_backend import choose_stream, close_container, open_container
 
-__all__ = ["FrameSource", "SourceFrame", "SourceKind"]
+__all__ = ["FrameSource", "SourceFrame", "SourceKind", "RateSampler"]
 
 SourceKind = Literal["file", "growing", "url", "device", "pipe"]
 
@@ -47,6 +48,42 @@ class SourceFrame:
     index: int
     decode_ms: float
     wall: float
+
+
+class RateSampler:
+    """Keep frames at ``fps`` by stream time: the grid is ``t0 + k / fps`` (``t0``: the first frame's time, s); a
+    frame is kept when it is at or after the next grid time, and the next grid time is then the first one after
+    that frame. After a timestamp gap (VFR, a stall) sampling resumes on the grid at the frame after the gap,
+    without a burst of frames to catch up with the missed grid times.
+
+    Args:
+        fps: frames per second of stream time to keep (> 0).
+
+    Raises:
+        ValueError: ``fps`` is not > 0.
+
+    Example:
+        >>> keep = RateSampler(5.0)
+        >>> [t for t in (0.0, 0.04, 0.2, 2.4, 2.48, 2.6) if keep(t)]
+        [0.0, 0.2, 2.4, 2.6]
+    """
+
+    def __init__(self, fps: float):
+        if not fps > 0:
+            raise ValueError(f"fps must be > 0, got {fps}")
+        self.step = 1.0 / fps  # s between grid times
+        self.start: float | None = None  # grid origin: the first frame's time (s)
+        self.next_time: float | None = None  # the next grid time a frame must reach to be kept (s)
+
+    def __call__(self, t: float) -> bool:
+        """Whether the frame at stream time ``t`` (s, non-decreasing) is kept."""
+        if self.next_time is not None and t < self.next_time - 1e-6:
+            return False
+        if self.start is None:
+            self.start = t
+        slot = math.floor((t - self.start) / self.step + 1e-6)  # the grid time at or before t (1 µs tolerance)
+        self.next_time = self.start + (slot + 1) * self.step
+        return True
 
 
 class _TailFile:

@@ -12,7 +12,7 @@ import torch
 
 from ..errors import VideoDecodeError
 from ._online import FramePreparer
-from ._source import FrameSource
+from ._source import FrameSource, RateSampler
 
 __all__ = ["label_windows", "WindowLabels"]
 
@@ -124,7 +124,7 @@ def label_windows(loaded, video: str | os.PathLike, *, window: float, stride: fl
         result.windows.append(out)
         return out
 
-    next_time = None
+    keep = RateSampler(fps)
     last_time = None
     source = FrameSource(video)
     decoded_until = None
@@ -132,9 +132,8 @@ def label_windows(loaded, video: str | os.PathLike, *, window: float, stride: fl
     try:
         for sf in source:
             decoded_until = sf.time
-            if next_time is not None and sf.time < next_time - 1e-6:
+            if not keep(sf.time):
                 continue
-            next_time = (sf.time if next_time is None else next_time) + 1.0 / fps
             last_time = sf.time
             pending.append(sf)
             if len(pending) >= batch or sf.time >= k * stride + window:
