@@ -131,6 +131,14 @@ def test_cli_end_to_end(tmp_path):
     assert [r["path"] for r in result["results"]] == [str(v) for v in videos]
     assert all(len(r["top_k"]) == 2 for r in result["results"])
     assert [e["path"] for e in result["errors"]] == [str(bad)]
+    assert [e["error_type"] for e in result["errors"]] == ["VideoDecodeError"]  # as `classify --window` says
+
+    proc = run("classify", "--checkpoint", cls_out / "best.pt", videos[0], tmp_path / "nope.mp4", "--top-k", 0,
+               "--json", check=False)
+    result = json.loads(proc.stdout)
+    assert len(result["results"][0]["top_k"]) == 6  # 0: all classes, as `stream` and `classify --window`
+    assert result["errors"] == [{"path": str(tmp_path / "nope.mp4"), "error": "no such file or folder",
+                                 "error_type": None}]  # never opened
 
     proc = run("classify", "--checkpoint", cls_out / "best.pt", data, "--top-k", 1)
     assert proc.returncode == 0 and proc.stdout.count("\n") == 18
@@ -184,3 +192,22 @@ def test_a_config_device_error_names_the_config_key(tmp_path):
               "--set", "train.device=cuda", check=False)
     assert out.returncode == 2, out.stderr
     assert "train.device: 'cuda' asked for, but CUDA is not available" in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["classify", "--top-k", "-1"], "argument --top-k: must be >= 0, got -1"),
+    (["classify", "--top-k", "two"], "argument --top-k: expected an integer, got 'two'"),
+    (["classify", "--batch-size", "0"], "argument --batch-size: must be > 0, got 0"),
+    (["classify", "--batch-size", "-1"], "argument --batch-size: must be > 0, got -1"),
+    (["caption", "--beam-size", "0"], "argument --beam-size: must be > 0, got 0"),
+    (["caption", "--beam-size", "-1"], "argument --beam-size: must be > 0, got -1"),
+    (["caption", "--batch-size", "0"], "argument --batch-size: must be > 0, got 0"),
+])
+def test_bad_numeric_options_of_classify_and_caption_are_one_error_line(tmp_path, args, words):
+    """Once an IndexError / RuntimeError / ValueError traceback (exit 1) after loading the model, or (beam 0)
+    silently the config's beam: now argparse's one line and exit 2 before anything runs (the checkpoint does
+    not even exist)."""
+    cmd, *opts = args
+    proc = run(cmd, "--checkpoint", tmp_path / "missing.pt", tmp_path / "v.mp4", *opts, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == f"seqvision {cmd}: error: {words}"

@@ -78,13 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--checkpoint", required=True)
         p.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR")
         if name == "classify":
-            p.add_argument("--top-k", type=int, default=5)
+            p.add_argument("--top-k", type=_stream.nonnegative_int, default=5,
+                           help="labels with probabilities per video (0: all classes)")
             _stream.add_window_args(p)
         else:
-            p.add_argument("--beam-size", type=int, default=None, help="default: the config's eval.beam_size")
+            p.add_argument("--beam-size", type=_stream.positive_int, default=None,
+                           help="default: the config's eval.beam_size")
         p.add_argument("--json", action="store_true", help="JSON on stdout, nothing else there")
         p.add_argument("--device", default="auto")
-        p.add_argument("--batch-size", type=int, default=8)
+        p.add_argument("--batch-size", type=_stream.positive_int, default=8)
         p.set_defaults(func=c.cmd_predict, mode=name)
 
     p = sub.add_parser("inspect", help="PNG plots of gates, states and attention over a clip's frames")

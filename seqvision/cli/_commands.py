@@ -129,10 +129,10 @@ def cmd_predict(args) -> int:
         return window_command(args, videos, problems)
     opts = {"top_k": args.top_k} if args.mode == "classify" else {"beam_size": args.beam_size}
     results, failed = predict_videos(args.checkpoint, videos, mode=args.mode, device=args.device,
-                                     batch_size=args.batch_size, progress=not args.json, **opts)
-    failed = problems + failed
+                                     batch_size=args.batch_size, progress=not args.json, error_types=True, **opts)
+    failed = [(p, e, None) for p, e in problems] + failed  # None: never opened (as `classify --window` says)
     if args.json:
-        out = {"results": results, "errors": [{"path": p, "error": e} for p, e in failed]}
+        out = {"results": results, "errors": [{"path": p, "error": e, "error_type": t} for p, e, t in failed]}
         print(json.dumps(out))
     else:
         for r in results:
@@ -141,7 +141,7 @@ def cmd_predict(args) -> int:
                 print(f"{r['path']}: {preds}")
             else:
                 print(f"{r['path']}: {r['caption']}")
-        for p, e in failed:
+        for p, e, _ in failed:
             print(f"{p}: FAILED: {e}")
         if failed:
             _err(f"{len(failed)} of {len(failed) + len(results)} inputs failed")

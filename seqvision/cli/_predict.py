@@ -6,12 +6,12 @@ import dataclasses
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..config import Config
 from ..data import ErrorReport, VideoDataset, VideoRecord, collate, worker_context
-from ..errors import SeqVisionError, VideoDecodeError
+from ..errors import ArgumentError, ConfigError, SeqVisionError, VideoDecodeError
 from ..models import inspect
 from ..report import frame_strip, plot_attention, plot_gates
 from ..runtime import select_device
@@ -19,6 +19,37 @@ from ..tasks import DecodeOptions, Task
 from ..train import load_model
 
 __all__ = ["predict_videos", "inspect_video", "Predictor"]
+
+
+class _TypedFailures(Dataset):
+    """A :class:`VideoDataset` built with ``on_error="raise"`` whose bad videos become failed samples, as under
+    ``"skip"`` (same message), that also carry ``"error_type"``: the error's class name (``VideoDecodeError``,
+    ``DatasetError``, ...), which ``classify --json`` reports as ``classify --window`` does."""
+
+    def __init__(self, dataset: VideoDataset):
+        self.dataset = dataset
+        self.backend = dataset.backend  # worker_context() reads it
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        try:
+            return self.dataset[index]
+        except (ConfigError, ArgumentError):
+            raise  # a bad option is not a bad video
+        except SeqVisionError as exc:  # "raise" turns any other exception into a VideoDecodeError
+            record = self.dataset.records[index]
+            message = exc.reason if isinstance(exc, VideoDecodeError) else str(exc)
+            return {"error": (record.path, message), "error_type": type(exc).__name__, "path": record.path,
+                    "id": record.id, "kind": "video"}
+
+
+def _collate_typed(samples: list[dict]) -> dict:
+    """:func:`collate`, plus ``batch["error_types"]``: one class name per entry of ``batch["errors"]``."""
+    batch = collate(samples)
+    batch["error_types"] = [s.get("error_type") for s in samples if "error" in s]
+    return batch
 
 
 class Predictor:
@@ -41,12 +72,12 @@ class Predictor:
     def loader(self, videos: list[Path], *, batch_size: int = 8, num_workers: int | None = None) -> DataLoader:
         records = [VideoRecord(id=Path(p).stem, path=str(p), split="predict", label=None, captions=[],
                                frame_labels=None, start=None, end=None) for p in videos]
-        data_cfg = dataclasses.replace(self.cfg.data, on_error="skip")
-        ds = VideoDataset.from_config(data_cfg, records, train=False)
+        data_cfg = dataclasses.replace(self.cfg.data, on_error="raise")  # _TypedFailures skips, keeping the type
+        ds = _TypedFailures(VideoDataset.from_config(data_cfg, records, train=False))
         workers = min(data_cfg.num_workers, 2) if num_workers is None else num_workers
         if len(records) <= batch_size:
             workers = 0  # spawning workers costs more than decoding a handful of clips
-        return DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate,
+        return DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=_collate_typed,
                           multiprocessing_context=worker_context(ds, workers))
 
     @torch.inference_mode()
@@ -59,13 +90,16 @@ MODES = {"classify": ("classify", "frames"), "caption": ("caption",)}  # CLI com
 
 
 def predict_videos(checkpoint, videos, *, mode: str = "classify", device: str = "auto", batch_size: int = 8,
-                   progress: bool = True, top_k: int = 5, beam_size: int | None = None):
+                   progress: bool = True, top_k: int = 5, beam_size: int | None = None, error_types: bool = False):
     """Run a checkpoint (a path, or a loaded :class:`Predictor` to reuse) over video files.
+
+    ``top_k``: labels per clip-classifier record (0: all classes), as ``stream --top-k`` and ``classify --window``.
 
     Returns:
         ``(results, failed)``: one record per video (:meth:`seqvision.tasks.Task.record`: ``label`` and
         ``top_k`` for clip classifiers, ``frame_labels`` for frame labellers, ``caption`` and ``score`` for
-        captioners) and ``failed = [(path, reason)]``.
+        captioners) and ``failed = [(path, reason)]``; with ``error_types``, ``[(path, reason, error_type)]``,
+        ``error_type`` the error's class name (``VideoDecodeError``, ...).
 
     Raises:
         SeqVisionError: the checkpoint's task is not one ``mode`` runs (``seqvision classify`` runs classify
@@ -76,7 +110,7 @@ def predict_videos(checkpoint, videos, *, mode: str = "classify", device: str = 
         other = next(m for m, tasks in MODES.items() if pred.task.name in tasks)
         raise SeqVisionError(f"{checkpoint}: this checkpoint is a '{pred.task.name}' model; use `seqvision {other}`")
     results: list[dict] = []
-    failed: list[tuple[str, str]] = []
+    failed: list[tuple] = []
     if not videos:
         return results, failed
     decode = DecodeOptions.from_config(pred.cfg, beam_size=beam_size)
@@ -84,7 +118,8 @@ def predict_videos(checkpoint, videos, *, mode: str = "classify", device: str = 
     report = ErrorReport()  # only for the systemic-failure rule; `failed` lists every failure
     for batch in pred.loader(list(videos), batch_size=batch_size):
         report.check(batch, total=len(videos))  # stops the run when every video fails
-        failed.extend((str(p), str(e)) for p, e in batch.get("errors", []))
+        for (p, e), kind in zip(batch.get("errors", []), batch["error_types"]):
+            failed.append((str(p), str(e), kind) if error_types else (str(p), str(e)))
         n = len(batch.get("path", []))
         bar.update(n + len(batch.get("errors", [])))
         if n == 0:
@@ -92,7 +127,7 @@ def predict_videos(checkpoint, videos, *, mode: str = "classify", device: str = 
         feats = pred.features(batch)  # (B, T, D)
         with torch.inference_mode():
             out = pred.task.predict(pred.model, feats, batch["lengths"].to(pred.device), decode)
-        results.extend(pred.task.records(batch, out, top_k=top_k))
+        results.extend(pred.task.records(batch, out, top_k=top_k or len(pred.task.output_names)))  # 0: all
     bar.close()
     return results, failed
 
