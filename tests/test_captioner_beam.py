@@ -73,6 +73,34 @@ def test_only_cut_captions_when_none_finished():
     assert [model.vocab.decode(t) for t in out.beam_tokens[0]] == ["it ends", "a shape moves to"]
 
 
+def test_greedy_caption_that_finished_beats_beams_cut_at_max_len():
+    """The demo's bug: beam 2 and 3 returned "there is a small yellow circle that moves from the top to" (cut at
+    12 words, score -3.16) where greedy finished "a small circle in blue moves from the top to the bottom" (-2.00).
+    Here, with at most 3 words, greedy ends "one dot stops" by itself (log(.4 * .4) / 4 ** .6), but after one
+    word the two beams hold "there" (.38) and "one" (.4), after two "there goes" (.38 * .52) and "there runs"
+    (.38 * .48) over "one dot" (.16); both run on and are cut at max_len ("there goes on" + a forced <eos> of
+    p ~1e-13). The greedy caption must come first."""
+    vocab = Vocabulary.build(["one dot stops", "one spot blob", "there here goes runs on and"])
+    table = {"<bos>": {"one": 0.4, "there": 0.38, "here": 0.22}, "one": {"dot": 0.4, "spot": 0.3, "blob": 0.3},
+             "dot": {"stops": 1.0}, "stops": {"<eos>": 1.0}, "there": {"goes": 0.52, "runs": 0.48},
+             "here": {"goes": 1.0}, "goes": {"on": 1.0}, "runs": {"on": 1.0}, "on": {"and": 1.0}, "and": {"on": 1.0}}
+    model = BigramCaptioner(vocab, table, max_len=3).eval()
+    x, lengths = torch.zeros(1, 3, 3), torch.tensor([3])
+    greedy = model.predict(x, lengths)
+    assert greedy.texts == ["one dot stops"]
+    want = math.log(0.4 * 0.4) / 4 ** 0.6
+    torch.testing.assert_close(greedy.scores, torch.tensor([want]), atol=1e-4, rtol=0)
+    out = model.predict(x, lengths, beam_size=2)
+    assert [model.vocab.decode(t) for t in out.beam_tokens[0]] == ["one dot stops", "there goes on"]
+    torch.testing.assert_close(out.scores, torch.tensor([want]), atol=1e-4, rtol=0)
+    assert out.beam_scores[0, 1] < -5  # the cut caption's forced <eos> (p ~1e-13)
+    for beam in (2, 3, 4):  # never worse than greedy's finished caption, and greedy's caption only once
+        out = model.predict(x, lengths, beam_size=beam)
+        texts = [model.vocab.decode(t) for t in out.beam_tokens[0]]
+        assert texts[0] == "one dot stops" and len(set(texts)) == len(texts), (beam, texts)
+        assert float(out.scores[0]) >= float(greedy.scores[0]) - 1e-6, beam
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # a captioner trained on the synthetic caption grammar
 
@@ -142,6 +170,22 @@ def test_trained_captioner_beam_captions_are_complete_sentences(trained):
         assert torch.isfinite(out.scores).all()
 
 
+def test_trained_captioner_beam_never_ranks_below_a_finished_greedy_caption(trained):
+    """Beam K's best caption scores at least greedy's whenever greedy ended by itself (same scoring), and is
+    itself finished then; ``max_len`` 7 is short for this grammar, so some beams run past it."""
+    model, _ = trained
+    x, _ = _clips(24, seed=3)
+    lengths = torch.full((len(x),), x.shape[1])
+    with torch.no_grad():
+        memory, state = model._encode(x, lengths)
+        _, greedy_scores, _, cut = model._greedy(memory, state, 7, 0.6, None)
+    assert 0 < int((~cut).sum()) < len(x)  # both kinds occur
+    for beam in (2, 3, 5):
+        out = model.predict(x, lengths, beam_size=beam, max_len=7)
+        ok = ~cut
+        assert (out.scores[ok] >= greedy_scores[ok] - 1e-5).all(), beam
+
+
 def test_trained_captioner_beam_one_is_greedy(trained):
     model, _ = trained
     x, _ = _clips(8, seed=2)
@@ -150,6 +194,7 @@ def test_trained_captioner_beam_one_is_greedy(trained):
     with torch.no_grad():
         memory, state = model._encode(x, lengths)
         tokens, scores, attention = model._beam(memory, state, 1, model.max_len, 0.6)
+    assert tokens.shape[1] == 1  # one hypothesis: greedy's, not also a copy of it
     assert torch.equal(tokens[:, 0, : greedy.tokens.shape[1]], greedy.tokens)
     torch.testing.assert_close(scores[:, 0], greedy.scores)
     torch.testing.assert_close(attention[:, 0, : greedy.attention.shape[1]], greedy.attention)

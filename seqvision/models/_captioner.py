@@ -253,7 +253,8 @@ class Captioner(nn.Module):
         """Generate a caption per clip.
 
         Args:
-            beam_size: 1 = greedy; K > 1 = beam search over K beams per clip (batched as ``(B*K, ...)``).
+            beam_size: 1 = greedy; K > 1 = beam search over K beams per clip (batched as ``(B*K, ...)``), whose
+                best caption never ranks below the greedy one (that is decoded beside the beams).
             max_len: at most this many words (``<eos>`` excluded; default ``max_len`` of the model); a caption
                 that reaches it is ended with ``<eos>``.
             length_penalty: final scores are ``sum(log p) / num_tokens ** length_penalty`` (0 = raw sum; 1 = per
@@ -279,7 +280,7 @@ class Captioner(nn.Module):
         with eval_mode(self):
             memory, state = self._encode(x, lengths)
             if beam_size == 1:
-                tokens, scores, attention = self._greedy(memory, state, max_len, length_penalty, temperature)
+                tokens, scores, attention, _ = self._greedy(memory, state, max_len, length_penalty, temperature)
                 beam_tokens, beam_scores = tokens[:, None], scores[:, None]
             else:
                 beam_tokens, beam_scores, beam_attention = self._beam(memory, state, beam_size, max_len,
@@ -299,6 +300,8 @@ class Captioner(nn.Module):
         return logp
 
     def _greedy(self, memory: _Memory, state, max_len: int, length_penalty: float, temperature: float | None):
+        """Returns ``tokens (B, L)``, ``scores (B,)``, attention ``(B, L, T)`` or None, and ``cut (B,)`` bool: the
+        caption reached ``max_len`` and its ``<eos>`` was forced there (the model's own choice was another word)."""
         B = memory.outputs.shape[0]
         dev = memory.outputs.device
         pad, eos = self.vocab.pad_id, self.vocab.eos_id
@@ -306,10 +309,13 @@ class Captioner(nn.Module):
         finished = torch.zeros(B, dtype=torch.bool, device=dev)
         total = torch.zeros(B, device=dev)
         count = torch.zeros(B, device=dev)
+        cut = torch.zeros(B, dtype=torch.bool, device=dev)
         tokens, attns = [], []
         for t in range(max_len + 1):
             logits, state, attn = self._step(words, state, memory)
             logp = self._next_logp(logits, t, max_len)  # (N, V)
+            if t == max_len:  # <eos> is forced here: was it the model's own choice?
+                cut = ~finished & (self._next_logp(logits, t, max_len + 1).argmax(-1) != eos)
             if temperature is not None:
                 probs = (logits.float() / temperature).masked_fill(logp == float("-inf"), float("-inf")).softmax(-1)
                 w = torch.multinomial(probs, 1)[:, 0]
@@ -327,7 +333,7 @@ class Captioner(nn.Module):
                 break
         scores = total / count.clamp(min=1) ** length_penalty
         attention = torch.stack(attns, dim=1) if attns else None  # (B, L, T)
-        return torch.stack(tokens, dim=1), scores, attention
+        return torch.stack(tokens, dim=1), scores, attention, cut
 
     def _beam(self, memory: _Memory, state, K: int, max_len: int, length_penalty: float):
         """Beam search with a pool of finished hypotheses (as Hugging Face ``BeamSearchScorer``; Wu et al. 2016
@@ -338,7 +344,11 @@ class Captioner(nn.Module):
         current length, scores no better than the pool's worst. Hypotheses still live at ``max_len`` are ended
         with ``<eos>`` there; those whose own next word was not ``<eos>`` are cut short and rank after every
         hypothesis that ended by itself, so a truncated caption is returned only when fewer than ``K`` finished.
-        With ``K = 1`` this is greedy decoding.
+        Pruning can drop the greedy caption's prefix for ``K`` prefixes that are more probable so far but run past
+        ``max_len`` (the demo's "there is a small yellow circle that moves from the top to", cut, over greedy's
+        finished "a small circle in blue moves from the top to the bottom"), so the greedy caption, decoded
+        beside the beams, joins the pool too: the best caption returned is never ranked below greedy's under the
+        same scoring. With ``K = 1`` this is greedy decoding.
 
         Returns ``tokens (B, K, L)`` (each ends in ``<eos>``, then ``<pad>``), ``scores (B, K)`` (``-inf`` for a
         missing hypothesis), attention ``(B, K, L, T)`` or None."""
@@ -347,6 +357,7 @@ class Captioner(nn.Module):
         dev = memory.outputs.device
         pad, eos = self.vocab.pad_id, self.vocab.eos_id
         V = len(self.vocab)
+        g_tokens, g_scores, g_attn, g_cut = self._greedy(memory, state, max_len, length_penalty, None)  # (B, Lg)
         memory = memory.expand(K)
         state = tuple(repeat(s, "l b h -> l (b k) h", k=K) for s in state)  # (1, N, Hd)
         scores = torch.zeros(B, K, device=dev)
@@ -412,6 +423,13 @@ class Captioner(nn.Module):
             if attn is not None:
                 step_attn = attn[sel][:, None]  # (N, 1, T)
                 attn_hist = step_attn if attn_hist is None else torch.cat([attn_hist[sel], step_attn], dim=1)
+        g_len = ((g_tokens == eos).int().argmax(1) + 1).tolist()  # every greedy caption ends in one <eos>
+        for b, pool in enumerate(pools):
+            seq = g_tokens[b, : g_len[b]]
+            if not any(torch.equal(seq, h[3]) for h in pool):  # the beams found it too
+                hist = None if g_attn is None else g_attn[b, : g_len[b]]
+                pool.append((bool(g_cut[b]), -float(g_scores[b]), serial, seq, hist))
+                serial += 1
         L = max(len(h[3]) for pl in pools for h in pl)
         T = memory.outputs.shape[1]
         beam_tokens = torch.full((B, K, L), pad, dtype=torch.long, device=dev)
