@@ -303,6 +303,19 @@ def test_a_fifo_and_standard_input(ckpts, videos, tmp_path):
         assert proc.returncode == 0 and summary["end_reason"] == "eof" and summary["decoded"] == 100, proc.stderr
 
 
+@pytest.mark.timeout(60)
+def test_standard_input_without_video_ends_at_once_like_a_file(ckpts, videos):
+    """MPEG-TS with only audio on standard input: the first open finds no video stream, and a pipe cannot be
+    reopened, so it is the file's error and exit 2 at once (it was reopened 3 times and ended "source lost:
+    InvalidDataError", exit 0)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with open(videos["audio"], "rb") as stdin:
+        proc = subprocess.run([sys.executable, "-m", "seqvision", "stream", "--checkpoint", str(ckpts["frames"]), "-"],
+                              stdin=stdin, capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout
+    assert "-: has no video stream (streams: audio mp2)" in proc.stderr and "InvalidData" not in proc.stderr
+
+
 def test_a_directory_and_a_follow_file_that_appears_late(videos, tmp_path):
     with pytest.raises(VideoDecodeError, match="is a directory"):
         FrameSource(tmp_path)

@@ -160,7 +160,7 @@ class FrameSource:
     - ``end_error`` (``BaseException | None``): the error that ended the source early, for code to test instead of
       parsing ``end_reason``: the ``av.FFmpegError`` / ``OSError`` behind "eof after a decode error" or "source
       lost", or a :class:`~seqvision.errors.VideoDecodeError` for "source lost: the stream ended" (a live stream
-      that ended on its own) and for a live source that opens without a video stream ("source lost:
+      that ended on its own) and for a live URL or device that opens without a video stream ("source lost:
       VideoDecodeError: ... has no video stream ...", e.g. a feed that now carries only audio). After the
       reconnects are spent it is the last attempt's error, the one ``end_reason`` names. ``None`` whenever
       ``end_reason`` is ``"eof"`` or ``"stopped"``: a clean end, including a live source lost once that
@@ -179,7 +179,8 @@ class FrameSource:
 
     Raises:
         VideoDecodeError: a file is missing, a directory, empty, not a video FFmpeg can open or has no video
-            stream (the messages of ``seqvision classify``; a non-live URL without a video stream too); a
+            stream (the messages of ``seqvision classify``; a non-live URL or a pipe without a video stream too,
+            or a pipe that cannot be opened: a pipe is read once and never reopened); a
             ``follow`` file that does not appear within ``timeout`` s or whose start cannot be read (the message
             says a growing file must be streamable); a file of which no packet decodes (more than 200 in a row,
             or none at all). Live sources: after the reconnects are spent, iteration ends with ``end_reason``
@@ -346,13 +347,13 @@ class FrameSource:
             try:
                 container, stream, tail = self._open()
             except VideoDecodeError as exc:  # open, but no video stream (a live feed that now carries only audio)
-                if not self.live:
+                if not self.live or self.kind == "pipe":  # a pipe cannot be reopened: what it carries is final
                     raise
                 failures += 1
                 self._end(f"source lost: {self._describe(exc)}", exc)
                 continue
             except (av.FFmpegError, OSError) as exc:
-                if not self.live:
+                if not self.live or self.kind == "pipe":  # a reopened pipe would read on from where this one failed
                     raise VideoDecodeError(self.source, self._open_error(exc)) from None
                 failures += 1
                 self._end(f"source lost: {self._describe(exc)}", exc)
