@@ -250,7 +250,7 @@ def _from_dict(cls, data, prefix: str, source: str | None):
         dotted = f"{prefix}.{key}" if prefix else str(key)
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
-            hint = f"; did you mean '{(prefix + '.') if prefix else ''}{close[0]}'?" if close else ""
+            hint = f"; did you mean '{(prefix + '.') if prefix else ''}{close[0]}'?" if close else "."
             raise ConfigError(dotted, f"unknown key{hint} Known keys here: {', '.join(names)}", source=source)
         kwargs[key] = _coerce(dotted, hints[key], value, source)
     return cls(**kwargs)
