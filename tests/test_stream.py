@@ -330,6 +330,32 @@ def test_a_file_that_grows_while_read(ckpts, tmp_path):
     assert seen_while_writing[0], "the first label came only after the writer had finished"
 
 
+@pytest.mark.timeout(120)
+def test_ctrl_c_on_a_silent_live_source_does_not_wait_out_the_timeout(ckpts):
+    """Ctrl-C while a live source sends nothing: the decode thread is blocked in a read for up to --timeout (60 s
+    here); the stream ends at once with its summary (a new-user trial waited 28 s after Ctrl-C at --timeout 30)."""
+    port = free_port(socket.SOCK_DGRAM)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "seqvision", "stream", "--checkpoint", str(ckpts["frames"]),
+                             f"udp://127.0.0.1:{port}", "--timeout", "60"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        first = proc.stderr.readline()  # the --fps note: the model is loaded and the source opens next
+        assert "note:" in first, first
+        time.sleep(2.0)  # inside the blocking open / read
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        out, err = proc.communicate(timeout=40)  # well before the 60 s read timeout
+        waited = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])["summary"]
+    assert summary["end_reason"] == "interrupted" and summary["error_type"] is None
+    assert waited < 30, f"{waited:.1f} s after Ctrl-C with --timeout 60"
+
+
 @pytest.mark.timeout(180)
 def test_cli_stream_json_lines_and_clean_ctrl_c(ckpts, tmp_path):
     """`seqvision stream` on a UDP stream prints one JSON line per frame; SIGINT ends it with a summary line,

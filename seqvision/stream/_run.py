@@ -222,7 +222,9 @@ def run_stream(source: FrameSource, predictor: OnlinePredictor, *, fps: float | 
         source.stop.set()
         if on_main:
             signal.signal(signal.SIGTERM, old_term if old_term is not None else signal.SIG_DFL)
-        thread.join(timeout=source.timeout + 1.0)
+        # Ctrl-C / SIGTERM: do not wait out a read that blocks for up to `timeout` s on a silent live source (the
+        # decode thread is a daemon and sees `stop` at its next frame or timeout); otherwise let it finish
+        thread.join(timeout=1.0 if end_reason == "interrupted" else source.timeout + 1.0)
     last = predictor.flush()
     if last is not None:
         summary.captions.append({"window": last["window"], "caption": last["caption"]})
