@@ -147,6 +147,46 @@ def test_concatenated_mpegts_keeps_stream_time_going(ckpts, videos, capsys):
     assert all(25 * k <= i < 25 * (k + 1) for k, w in enumerate(lines) for i in w["frames"])  # picked frames
 
 
+def mpegts_with_pts(src: Path, dst: Path, frame: int, seconds: float) -> None:
+    """Copy the MPEG-TS ``src`` with the PES timestamp (PTS) of video frame ``frame`` (decode order, video PID
+    0x100 as the ffmpeg CLI writes it) set to ``seconds``: one damaged timestamp, the rest of the stream intact."""
+    data = bytearray(src.read_bytes())
+    seen = -1
+    for off in range(0, len(data) - 187, 188):
+        pid = ((data[off + 1] & 0x1F) << 8) | data[off + 2]
+        if data[off] != 0x47 or pid != 0x100 or not data[off + 1] & 0x40:  # payload unit start of the video PID
+            continue
+        p = off + 4 + (1 + data[off + 4] if (data[off + 3] >> 4) & 3 == 3 else 0)  # past the adaptation field
+        assert data[p:p + 3] == b"\x00\x00\x01", "not a PES header"
+        seen += 1
+        if seen == frame:
+            q, v = p + 9, int(round(seconds * 90000))  # the PTS: 33 bits in 5 bytes with marker bits
+            data[q:q + 5] = bytes([(data[q] & 0xF0) | ((v >> 29) & 0x0E) | 1, (v >> 22) & 0xFF,
+                                   ((v >> 14) & 0xFE) | 1, (v >> 7) & 0xFF, ((v << 1) & 0xFE) | 1])
+            dst.write_bytes(data)
+            return
+    raise ValueError(f"{src}: no video frame {frame}")
+
+
+def test_one_damaged_timestamp_is_not_a_reset(tmp_path):
+    """A single frame whose timestamp jumps back (a damaged packet; a new-user trial's zeroed MP4 and corrupt TS)
+    is not a timestamp reset: the frames after it keep their own times, as the ffmpeg CLI gives them, instead of
+    the whole rest of the stream moving ~1.3 s later. A real reset (concatenated TS) still re-bases (above)."""
+    clean = tmp_path / "clean.ts"
+    ffmpeg(*lavfi_src(4), "-c:v", "libx264", "-bf", "0", "-g", "25", "-pix_fmt", "yuv420p", str(clean))
+    damaged = tmp_path / "outlier.ts"
+    mpegts_with_pts(clean, damaged, 50, 0.9)
+    shown = subprocess.run([FFPROBE, "-v", "error", "-select_streams", "v", "-show_entries", "frame=pts_time",
+                            "-of", "csv=p=0", str(damaged)], capture_output=True, text=True, timeout=60).stdout.split()
+    assert float(shown[50]) < float(shown[49]) - 1  # the oracle sees the outlier
+    times = {}
+    for name, path in (("clean", clean), ("damaged", damaged)):
+        src = FrameSource(path)
+        times[name] = [f.time for f in src]
+        assert len(times[name]) == 100 and src.discontinuities == 0, (name, src.discontinuities)
+    np.testing.assert_allclose(times["damaged"], times["clean"], atol=1e-6)  # the outlier: one frame later
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # 3. damaged MPEG-TS: bad packets are skipped as the FFmpeg tools skip them
 

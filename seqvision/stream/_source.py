@@ -372,6 +372,7 @@ class FrameSource:
             got = 0
             prev_raw: float | None = None  # the previous frame's own timestamp on this connection
             base_raw = base_time = 0.0  # stream time = base_time + (raw - base_raw) until a discontinuity
+            left: tuple[float, float, float] | None = None  # (base_raw, base_time, prev_raw) before a backward jump
             try:
                 self.rate = float(stream.average_rate) if stream.average_rate else self.rate
                 step = 1.0 / (self.rate or 25.0)  # one frame's duration (s)
@@ -388,11 +389,20 @@ class FrameSource:
                         first_raw.append(raw)
                         base_raw = raw
                         base_time = 0.0 if last_time is None else last_time + step
+                    elif left is not None and 0 < raw - left[2] <= FORWARD_JUMP_S:
+                        # back on the timeline the frame before jumped back from: that frame's timestamp was an
+                        # outlier (a damaged packet), not a reset; it keeps the time it was given
+                        self.discontinuities -= 1
+                        base_raw, base_time, _ = left
+                        left = None
                     elif raw - prev_raw < -step or raw - prev_raw > FORWARD_JUMP_S:
                         # a timestamp reset (concatenated MPEG-TS, an encoder restart) or a jump far ahead:
                         # re-base so stream time goes on one frame later (ffmpeg's discontinuity handling)
                         self.discontinuities += 1
+                        left = (base_raw, base_time, prev_raw) if raw < prev_raw else None
                         base_raw, base_time = raw, last_time + step
+                    else:
+                        left = None
                     now = base_time + (raw - base_raw)
                     # never backwards: an RTSP stream's second frame was seen 2 ms before its first (RTP timestamps)
                     last_time = now if last_time is None else max(now, last_time)
