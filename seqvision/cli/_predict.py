@@ -6,12 +6,12 @@ import dataclasses
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..config import Config
 from ..data import ErrorReport, VideoDataset, VideoRecord, collate, worker_context
-from ..errors import ArgumentError, ConfigError, SeqVisionError, VideoDecodeError
+from ..errors import SeqVisionError, VideoDecodeError
 from ..models import inspect
 from ..report import frame_strip, plot_attention, plot_gates
 from ..runtime import select_device
@@ -19,37 +19,6 @@ from ..tasks import DecodeOptions, Task
 from ..train import load_model
 
 __all__ = ["predict_videos", "inspect_video", "Predictor"]
-
-
-class _TypedFailures(Dataset):
-    """A :class:`VideoDataset` built with ``on_error="raise"`` whose bad videos become failed samples, as under
-    ``"skip"`` (same message), that also carry ``"error_type"``: the error's class name (``VideoDecodeError``,
-    ``DatasetError``, ...), which ``classify --json`` reports as ``classify --window`` does."""
-
-    def __init__(self, dataset: VideoDataset):
-        self.dataset = dataset
-        self.backend = dataset.backend  # worker_context() reads it
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> dict:
-        try:
-            return self.dataset[index]
-        except (ConfigError, ArgumentError):
-            raise  # a bad option is not a bad video
-        except SeqVisionError as exc:  # "raise" turns any other exception into a VideoDecodeError
-            record = self.dataset.records[index]
-            message = exc.reason if isinstance(exc, VideoDecodeError) else str(exc)
-            return {"error": (record.path, message), "error_type": type(exc).__name__, "path": record.path,
-                    "id": record.id, "kind": "video"}
-
-
-def _collate_typed(samples: list[dict]) -> dict:
-    """:func:`collate`, plus ``batch["error_types"]``: one class name per entry of ``batch["errors"]``."""
-    batch = collate(samples)
-    batch["error_types"] = [s.get("error_type") for s in samples if "error" in s]
-    return batch
 
 
 class Predictor:
@@ -72,12 +41,12 @@ class Predictor:
     def loader(self, videos: list[Path], *, batch_size: int = 8, num_workers: int | None = None) -> DataLoader:
         records = [VideoRecord(id=Path(p).stem, path=str(p), split="predict", label=None, captions=[],
                                frame_labels=None, start=None, end=None) for p in videos]
-        data_cfg = dataclasses.replace(self.cfg.data, on_error="raise")  # _TypedFailures skips, keeping the type
-        ds = _TypedFailures(VideoDataset.from_config(data_cfg, records, train=False))
+        data_cfg = dataclasses.replace(self.cfg.data, on_error="skip")
+        ds = VideoDataset.from_config(data_cfg, records, train=False)
         workers = min(data_cfg.num_workers, 2) if num_workers is None else num_workers
         if len(records) <= batch_size:
             workers = 0  # spawning workers costs more than decoding a handful of clips
-        return DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=_collate_typed,
+        return DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate,
                           multiprocessing_context=worker_context(ds, workers))
 
     @torch.inference_mode()

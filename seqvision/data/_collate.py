@@ -14,7 +14,8 @@ __all__ = ["collate", "ErrorReport", "IGNORE_INDEX", "SYSTEMIC_FIRST"]
 
 SYSTEMIC_FIRST = 8  # ErrorReport.raise_if_systemic: this many failures from the start, all of one cause, stop a run
 IGNORE_INDEX = -100  # label of padded steps / unlabelled clips (torch.nn.CrossEntropyLoss's default ignore_index)
-_KNOWN = {"video", "features", "length", "label", "frame_labels", "captions", "path", "id", "error", "kind"}
+_KNOWN = {"video", "features", "length", "label", "frame_labels", "captions", "path", "id", "error", "error_type",
+          "kind"}
 
 
 def _pad(tensors: list[torch.Tensor], length: int, value, dtype) -> torch.Tensor:
@@ -40,7 +41,8 @@ def collate(samples: list[dict]) -> dict:
         ``video`` ``(B, T, C, H, W)`` (zero-padded) or ``features`` ``(B, T, D)``, ``lengths`` long ``(B,)``,
         ``mask`` bool ``(B, T)`` (True on the first ``length`` steps), ``label`` long ``(B,)`` (-100 when a clip
         has none), ``frame_labels`` long ``(B, T)`` (-100 on padded / repeated steps), ``captions``
-        list[list[str]], ``path``, ``id`` lists, ``errors`` list[(path, reason)], ``empty`` bool. Other sample keys
+        list[list[str]], ``path``, ``id`` lists, ``errors`` list[(path, reason)], ``error_types`` (one class name or None per
+        error), ``empty`` bool. Other sample keys
         are gathered into lists. When every sample failed, ``empty`` is True and the tensors have B = 0
         (``video`` ``(0, 0, 0, 0, 0)`` / ``features`` ``(0, 0, 0)``): skip such a batch after reporting its errors.
 
@@ -53,7 +55,8 @@ def collate(samples: list[dict]) -> dict:
         key = "features" if "features" in good[0] else "video"
     else:
         key = "features" if any(s.get("kind") == "features" for s in samples) else "video"
-    batch: dict = {"errors": errors, "empty": not good}
+    error_types = [s.get("error_type") for s in samples if "error" in s]  # class names (None: not given)
+    batch: dict = {"errors": errors, "error_types": error_types, "empty": not good}
     if not good:
         batch[key] = torch.zeros((0, 0, 0) if key == "features" else (0, 0, 0, 0, 0),
                                  dtype=torch.float32 if key == "features" else torch.uint8)

@@ -37,9 +37,10 @@ class VideoDataset(Dataset):
     ``short_policy="repeat"`` the clip is padded to ``num_frames`` by repeating its last frame and
     ``frame_labels`` is -100 on those steps (and everywhere when the record has no frame labels).
 
-    A video that cannot be decoded gives ``{"error": (path, reason), "path", "id", "kind": "video"}`` under
-    ``on_error="skip"`` (also for unexpected exceptions, so DataLoader workers never die; :func:`collate` lists
-    them in ``batch["errors"]``), or raises :class:`VideoDecodeError` under ``on_error="raise"``.
+    A video that cannot be decoded gives ``{"error": (path, reason), "error_type", "path", "id", "kind": "video"}``
+    under ``on_error="skip"`` (also for unexpected exceptions, so DataLoader workers never die; :func:`collate`
+    lists them in ``batch["errors"]`` and ``batch["error_types"]``), or raises under ``on_error="raise"``:
+    :class:`VideoDecodeError`, or the library error it met. ``error_type`` is the class name "raise" would raise.
 
     Random choices (``random_segment`` / ``dense`` / ``fps`` / ``all`` windows, random crop, flip) are seeded from
     ``(seed, epoch, index)``: reproducible across runs and worker counts. Call :meth:`set_epoch` each epoch (with
@@ -170,7 +171,9 @@ class VideoDataset(Dataset):
                 if isinstance(exc, SeqVisionError):
                     raise
                 raise VideoDecodeError(record.path, _reason(exc)) from exc
-            return {"error": (record.path, _reason(exc)), "path": record.path, "id": record.id, "kind": "video"}
+            kind = type(exc).__name__ if isinstance(exc, SeqVisionError) else "VideoDecodeError"  # as "raise" says
+            return {"error": (record.path, _reason(exc)), "error_type": kind, "path": record.path, "id": record.id,
+                    "kind": "video"}
 
     def _window(self, record: VideoRecord, n: int, video_fps: float) -> tuple[int, int]:
         """First frame and frame count of ``record.start``/``end`` (seconds) inside an ``n``-frame video."""
