@@ -65,8 +65,8 @@ def run_baseline(task_name: str, train_ds, val_ds, *, num_classes: int | None = 
         train_ds, val_ds: sequences of sample dicts with ``"features" (T, D)`` float, ``"length"`` and the task's
             targets (``"label"`` int, ``"frame_labels" (T,)`` int with -100 padding, ``"captions"`` list[str]),
             e.g. :class:`~seqvision.features.FeatureDataset`. ``train_ds`` may instead be what
-            ``read_split(train, max_values=max_values, seed=seed)`` returned (``seqvision.features._stats``; the
-            trainer's one read of its training split), used without reading again.
+            ``seqvision.features.read_split(train, max_values=max_values, seed=seed)`` returned (the trainer's
+            one read of its training split), used without reading again.
         num_classes: K (default: from the labels seen).
         seed: seeds the probes' initialisation.
         progress: a tqdm bar while reading the features.

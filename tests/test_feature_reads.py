@@ -19,8 +19,7 @@ from torch.utils.data import Dataset
 from seqvision.baselines import run_baseline
 from seqvision.config import load_config
 from seqvision.data import VideoRecord
-from seqvision.features import FeatureCache, FeatureDataset, feature_stats, stack_frames
-from seqvision.features._stats import read_split
+from seqvision.features import FeatureCache, FeatureDataset, feature_stats, read_split, stack_frames
 from seqvision.train import Trainer
 from seqvision.train._hooks import principal_basis
 

@@ -14,7 +14,7 @@ from ._efficientnet_lite import EfficientNetLite0, efficientnet_lite0, packaged_
 from ._encoder import FrameEncoder, build_encoder, list_encoders
 from ._extract import ExtractSummary, extract_features
 from ._saved_encoder import cached_encoder_state
-from ._stats import feature_stats, stack_frames
+from ._stats import SplitFrames, feature_stats, read_split, stack_frames
 
 __all__ = [
     "FrameEncoder",
@@ -32,5 +32,7 @@ __all__ = [
     "default_cache_dir",
     "feature_stats",
     "stack_frames",
+    "read_split",
+    "SplitFrames",
     "cached_encoder_state",
 ]

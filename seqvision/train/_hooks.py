@@ -8,7 +8,7 @@
   :attr:`TrainResult.baseline`).
 
 The training split is read from the feature cache once per run: :func:`prepare_model` reads it with
-:func:`~seqvision.features._stats.read_split` (statistics over every clip; the frames within the baseline's
+:func:`~seqvision.features.read_split` (statistics over every clip; the frames within the baseline's
 memory bound, 2^26 numbers) and returns what it read for :func:`baseline_metrics`.
 """
 
@@ -23,7 +23,7 @@ from torch import nn
 from ..baselines import BASELINE_METRIC, format_baseline, run_baseline
 from ..config import Config
 from ..features import stack_frames
-from ..features._stats import SplitFrames, read_split
+from ..features import SplitFrames, read_split
 from ..tasks import Task
 
 log = logging.getLogger("seqvision.train")
@@ -88,7 +88,7 @@ def principal_basis(dataset: Any, mean: torch.Tensor, std: torch.Tensor, k: int,
     than ``k``) are 0.
 
     ``dataset``: sample dicts (a :class:`~seqvision.features.FeatureDataset`), or the
-    :class:`~seqvision.features._stats.SplitFrames` that ``read_split(dataset, max_values=2**26, seed=seed)``
+    :class:`~seqvision.features.SplitFrames` that ``read_split(dataset, max_values=2**26, seed=seed)``
     returned (used without reading again).
 
     Raises:
