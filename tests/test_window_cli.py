@@ -190,3 +190,27 @@ def test_captioner_window_timeline_draws_the_captions(setup, tmp_path):
     rows = [json.loads(x) for x in out.stdout.splitlines()]
     assert len(rows) == 3 and all(isinstance(r["caption"], str) for r in rows)
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_idle_timeout_without_follow_is_an_error_not_ignored(setup, capsys):
+    """--idle-timeout only acts on a file read with --follow (FrameSource's growing-file reader); a new-user
+    trial passed it alone and it was accepted and ignored. Now one error line naming it, exit 2, nothing run."""
+    ck, clean, _, _ = setup
+    code, err = _exit(["stream", "--checkpoint", str(ck["classify"]), str(clean), "--idle-timeout", "2"], capsys)
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert code == 2 and "Traceback" not in err, err
+    assert lines[-1].startswith("seqvision stream: error: --idle-timeout: only applies with --follow"), err
+
+
+def test_idle_timeout_with_follow_ends_a_finished_file(setup, tmp_path):
+    """With --follow the option still works: a finished 1 s MPEG-TS (25 frames) is read to its end and the run
+    ends once the file has not grown for --idle-timeout seconds."""
+    ck, _, _, _ = setup
+    ts = tmp_path / "done.ts"
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size=64x48:rate={FPS}:duration=1",
+                    "-c:v", "libx264", "-g", str(FPS), "-pix_fmt", "yuv420p", "-f", "mpegts", str(ts)],
+                   check=True, timeout=60)
+    out = run_cli("stream", "--checkpoint", str(ck["frames"]), str(ts), "--follow", "--idle-timeout", "0.5")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout.splitlines()[-1])["summary"]
+    assert summary["processed"] == FPS and summary["end_reason"] == "eof", summary

@@ -104,8 +104,9 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
                                                            "sources, which drop the oldest beyond it; 8 for files)")
     p.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many processed frames")
     p.add_argument("--follow", action="store_true", help="the file is still being written: wait for more data")
-    p.add_argument("--idle-timeout", type=positive_float, default=5.0, help="--follow: end after this many seconds "
-                                                                   "without growth")
+    p.add_argument("--idle-timeout", type=positive_float, default=None, metavar="SECONDS",
+                   help="--follow only: end after this many seconds without growth (default 5); without --follow "
+                        "it is an error (a live URL or device stalls after --timeout instead)")
     p.add_argument("--timeout", type=positive_float, default=5.0, help="seconds without data before a live source counts "
                                                               "as stalled")
     p.add_argument("--reconnects", type=nonnegative_int, default=3, help="reopen a stalled or cut live source at most this "
@@ -130,6 +131,10 @@ def stream_command(args) -> int:
     if args.input_format is not None and args.input_format not in av.formats_available:
         raise ArgumentError("--format", f"{args.input_format!r} is not an FFmpeg input format of this build "
                                         f"(e.g. mpegts, v4l2, matroska; `ffmpeg -formats` lists them)")
+    if args.idle_timeout is not None and not args.follow:
+        raise ArgumentError("--idle-timeout", "only applies with --follow (a file still being written: the seconds "
+                                              "without growth before it ends); a live URL or device counts as "
+                                              "stalled after --timeout seconds without data")
     if args.timeline:
         check_output_image(args.timeline, "--timeline")
     if ((args.window is not None and not args.window > 0)
@@ -149,9 +154,9 @@ def stream_command(args) -> int:
               f"each clip (data.sampler={pred.cfg.data.sampler!r}) and the stream gives it every frame; pass --fps "
               f"{pred.cfg.data.num_frames}/(typical training clip length in s) so it sees motion at its training "
               "pace", file=sys.stderr)
+    idle = {} if args.idle_timeout is None else {"idle_timeout": args.idle_timeout}  # None: FrameSource's default
     source = FrameSource(args.source, follow=args.follow, timeout=args.timeout, reconnects=args.reconnects,
-                         backoff=args.backoff, idle_timeout=args.idle_timeout, input_format=args.input_format,
-                         options=_options(args.option))
+                         backoff=args.backoff, input_format=args.input_format, options=_options(args.option), **idle)
 
     def emit(r: dict) -> None:
         print(json.dumps(r), flush=True)
