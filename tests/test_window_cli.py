@@ -214,3 +214,31 @@ def test_idle_timeout_with_follow_ends_a_finished_file(setup, tmp_path):
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout.splitlines()[-1])["summary"]
     assert summary["processed"] == FPS and summary["end_reason"] == "eof", summary
+
+
+@pytest.mark.parametrize("option, words", [
+    ("bogus=1", "'bogus' is not an input option of any FFmpeg format"),
+    ("rtsp_tranport=tcp", "(did you mean 'rtsp_transport'?)"),
+    ("stimeout=5000000", "'stimeout' is not an input option"),  # RTSP's, removed in FFmpeg 5: now ignored
+    ("movflags=faststart", "'movflags' is not an input option"),  # a muxer's (output) option
+])
+def test_an_option_ffmpeg_does_not_know_is_an_error(setup, option, words, capsys):
+    """FFmpeg leaves unknown --option keys unused and PyAV drops the dictionary that says so: a new-user trial's
+    typo was accepted and ignored. Now one error line naming the key (and the closest real one), exit 2."""
+    ck, clean, _, _ = setup
+    code, err = _exit(["stream", "--checkpoint", str(ck["classify"]), str(clean), "--option", option], capsys)
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert code == 2 and "Traceback" not in err, err
+    assert lines[-1].startswith("seqvision stream: error: --option: ") and words in lines[-1], err
+
+
+def test_real_input_options_still_run(setup):
+    """No false alarm: a generic option (probesize), a protocol's (rw_timeout), RTSP's, V4L2's (video_size,
+    framerate, input_format, standard) and UDP's (buffer_size) pass the check; the file streams."""
+    ck, clean, _, _ = setup
+    opts = ["probesize=5000000", "rw_timeout=5000000", "rtsp_transport=tcp", "video_size=64x48", "framerate=25",
+            "input_format=h264", "standard=PAL", "buffer_size=65536"]
+    out = run_cli("stream", "--checkpoint", str(ck["frames"]), str(clean), "--max-frames", "3",
+                  *[x for o in opts for x in ("--option", o)])
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1])["summary"]["processed"] == 3

@@ -7,6 +7,10 @@ shared test machine) and the exporter (onnx), so building the parser and the lig
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
+import difflib
+import functools
 import json
 import os
 import sys
@@ -30,6 +34,112 @@ def _options(pairs: list[str]) -> dict[str, str]:
             raise ConfigError("--option", f"expected KEY=VALUE (an FFmpeg input option), got {p!r}")
         out[key] = value
     return out
+
+
+# libavutil/opt.h
+_AV_OPT_FLAG_DECODING_PARAM = 2
+_AV_OPT_SEARCH_CHILDREN, _AV_OPT_SEARCH_FAKE_OBJ = 1, 2
+
+
+def _ffmpeg_library(name: str) -> str | None:
+    """The path of FFmpeg's ``lib<name>`` as PyAV runs it: the copy loaded in this process (``/proc/self/maps``),
+    else the one bundled with PyAV's wheel, else the system's; None when there is none."""
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split()[-1]
+                if Path(path).name.startswith(f"lib{name}"):
+                    return path
+    except OSError:  # not Linux
+        pass
+    here = Path(av.__file__).resolve().parent
+    for folder in (here.parent / "av.libs", here / ".dylibs"):  # auditwheel / delvewheel, delocate
+        for pattern in (f"lib{name}*", f"{name}*.dll"):
+            found = sorted(folder.glob(pattern))
+            if found:
+                return str(found[0])
+    return ctypes.util.find_library(name)
+
+
+class _InputOptions:
+    """The input options FFmpeg knows, read from its own option tables (libavutil's ``av_opt_find``) with
+    ctypes: options of the format context, of every demuxer and device, of AVIO and every protocol, that are
+    decoding (input) options. PyAV's ``av.open(options=...)`` drops the dictionary in which FFmpeg hands back
+    the options nobody used, so this is how an unknown key can be found at all."""
+
+    def __init__(self, avformat: ctypes.CDLL, avutil: ctypes.CDLL):
+        avformat.avformat_get_class.restype = ctypes.c_void_p
+        self._find = avutil.av_opt_find
+        self._find.restype = ctypes.c_void_p
+        self._find.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_int]
+        self._next = avutil.av_opt_next
+        self._next.restype = ctypes.c_void_p
+        self._next.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        self._children = avutil.av_opt_child_class_iterate
+        self._children.restype = ctypes.c_void_p
+        self._children.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)]
+        self._root = avformat.avformat_get_class()
+
+    def __contains__(self, name: str) -> bool:
+        fake = ctypes.c_void_p(self._root)  # AV_OPT_SEARCH_FAKE_OBJ: a pointer to a pointer to the AVClass
+        return bool(self._find(ctypes.byref(fake), name.encode(), None, _AV_OPT_FLAG_DECODING_PARAM,
+                               _AV_OPT_SEARCH_CHILDREN | _AV_OPT_SEARCH_FAKE_OBJ))
+
+    def names(self) -> set[str]:
+        """Every option name in the tables (named constants included), for suggestions."""
+        names: set[str] = set()
+        seen: set[int] = set()
+        todo = [self._root]
+        while todo:
+            cls = todo.pop()
+            if cls in seen:
+                continue
+            seen.add(cls)
+            fake, opt = ctypes.c_void_p(cls), None
+            while opt := self._next(ctypes.byref(fake), opt):
+                names.add(ctypes.cast(opt, ctypes.POINTER(ctypes.c_char_p))[0].decode())  # AVOption.name
+            it = ctypes.c_void_p()
+            while child := self._children(cls, ctypes.byref(it)):
+                todo.append(child)
+        return names
+
+
+@functools.lru_cache(maxsize=1)
+def _input_options() -> _InputOptions | None:
+    """FFmpeg's input option tables, or None when its libraries cannot be loaded with ctypes."""
+    paths = _ffmpeg_library("avformat"), _ffmpeg_library("avutil")
+    if None in paths:
+        return None
+    try:
+        return _InputOptions(ctypes.CDLL(paths[0]), ctypes.CDLL(paths[1]))
+    except (OSError, AttributeError):  # not loadable, or a build without these functions
+        return None
+
+
+def check_input_options(options: dict[str, str]) -> None:
+    """Refuse ``--option`` keys that no FFmpeg input format, device or protocol of this build reads: FFmpeg
+    leaves such a key unused and PyAV does not say so, so it would be ignored without a word. A key that some
+    other input reads (``video_size`` given for an MP4 file) is still ignored by FFmpeg, as the ffmpeg CLI's
+    ``-option`` would not be; a warning on stderr says when the tables cannot be read at all.
+
+    Raises:
+        ArgumentError: ``--option``, naming the key and the closest known name.
+    """
+    if not options:
+        return
+    known = _input_options()
+    if known is None:
+        print("seqvision stream: warning: FFmpeg's libraries could not be loaded to check the --option names "
+              f"({', '.join(options)}); FFmpeg ignores a name it does not know", file=sys.stderr)
+        return
+    unknown = [key for key in options if key not in known]
+    if unknown:
+        key = unknown[0]
+        close = [n for n in difflib.get_close_matches(key, known.names(), n=5, cutoff=0.75) if n in known][:1]
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ArgumentError("--option", f"{key!r} is not an input option of any FFmpeg format, device or protocol "
+                                        f"of this build{hint}; FFmpeg would ignore it (`ffmpeg -h demuxer=NAME` and "
+                                        "`ffmpeg -h protocol=NAME` list the real ones)")
 
 
 def _number(kind, low: float, *, strict: bool):
@@ -115,7 +225,9 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
                                                               "time")
     p.add_argument("--format", dest="input_format", default=None, help="FFmpeg input format (mpegts, v4l2, ...)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="FFmpeg input option, e.g. rtsp_transport=tcp or video_size=640x480 (repeatable)")
+                   help="FFmpeg input option, e.g. rtsp_transport=tcp or video_size=640x480 (repeatable). A "
+                        "name no FFmpeg input format, device or protocol reads is an error; one that only other "
+                        "formats read (video_size for an MP4 file) is ignored by FFmpeg without a word")
     p.add_argument("--top-k", type=nonnegative_int, default=5, help="labels with probabilities per answer (0: all "
                                                                     "classes)")
     p.add_argument("--timeline", default=None, metavar="PNG", help="write a timeline plot of the run (any "
@@ -131,6 +243,8 @@ def stream_command(args) -> int:
     if args.input_format is not None and args.input_format not in av.formats_available:
         raise ArgumentError("--format", f"{args.input_format!r} is not an FFmpeg input format of this build "
                                         f"(e.g. mpegts, v4l2, matroska; `ffmpeg -formats` lists them)")
+    options = _options(args.option)
+    check_input_options(options)
     if args.idle_timeout is not None and not args.follow:
         raise ArgumentError("--idle-timeout", "only applies with --follow (a file still being written: the seconds "
                                               "without growth before it ends); a live URL or device counts as "
@@ -156,7 +270,7 @@ def stream_command(args) -> int:
               "pace", file=sys.stderr)
     idle = {} if args.idle_timeout is None else {"idle_timeout": args.idle_timeout}  # None: FrameSource's default
     source = FrameSource(args.source, follow=args.follow, timeout=args.timeout, reconnects=args.reconnects,
-                         backoff=args.backoff, input_format=args.input_format, options=_options(args.option), **idle)
+                         backoff=args.backoff, input_format=args.input_format, options=options, **idle)
 
     def emit(r: dict) -> None:
         print(json.dumps(r), flush=True)
