@@ -6,6 +6,7 @@ import ast
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import torch
 
 from seqvision.errors import ArgumentError, ConfigError
 from seqvision.runtime import select_device
+from stream_checkpoints import tiny_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -211,3 +213,32 @@ def test_bad_numeric_options_of_classify_and_caption_are_one_error_line(tmp_path
     proc = run(cmd, "--checkpoint", tmp_path / "missing.pt", tmp_path / "v.mp4", *opts, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == f"seqvision {cmd}: error: {words}"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Tiny classify / frames / caption checkpoints and their 12 synthetic videos (tests/stream_checkpoints.py)."""
+    return tiny_checkpoints(tmp_path_factory.mktemp("tiny_cli"))
+
+
+def test_a_folder_scan_says_which_files_it_skipped(tiny, tmp_path):
+    """A folder's files without a video extension were dropped without a word (a new-user trial wondered where
+    its clips went); now one stderr line per folder: how many, the first 5 (relative to the folder), the rest
+    counted. Results and stdout are as before."""
+    folder = tmp_path / "clips"
+    (folder / "sub").mkdir(parents=True)
+    for v in tiny["videos"][:2]:
+        shutil.copy(v, folder / v.name)
+    others = ["a.txt", "b.json", "sub/c.md", "d.csv", "e.yaml", "sub/f.log", "notes"]
+    for name in others:
+        (folder / name).write_text("not a video\n")
+    for cmd, ck in (("classify", tiny["classify"]), ("caption", tiny["caption"])):
+        proc = run(cmd, "--checkpoint", ck, folder, "--json")
+        assert [r["path"] for r in json.loads(proc.stdout)["results"]] == [str(folder / v.name)
+                                                                           for v in tiny["videos"][:2]]
+        notes = [x for x in proc.stderr.splitlines() if "skipped" in x]
+        assert len(notes) == 1, proc.stderr
+        assert notes[0].startswith(f"seqvision {cmd}: skipped 7 files without a video extension in {folder} ")
+        assert notes[0].endswith(": a.txt, b.json, d.csv, e.yaml, notes, ... (2 more)"), notes[0]
+    only = run("classify", "--checkpoint", tiny["classify"], tiny["videos"][0], "--json")
+    assert "skipped" not in only.stderr  # nothing skipped, nothing said

@@ -103,28 +103,54 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def collect_videos(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Expand files and folders (recursively, by video extension); missing paths are reported, not fatal."""
+def collect_videos(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]], dict[str, list[Path]]]:
+    """Expand files and folders (recursively, by video extension); missing paths are reported, not fatal.
+
+    Returns:
+        ``(videos, missing, skipped)``: the files to run (a file named on the command line is tried whatever its
+        extension), ``[(input, why)]`` for inputs that give none, and ``{folder: [paths relative to it]}``: the
+        files inside each folder left out for lacking a video extension (:data:`seqvision.io.VIDEO_EXTENSIONS`),
+        for the caller to report (see :func:`skipped_notes`).
+    """
     found: list[Path] = []
     missing: list[tuple[str, str]] = []
+    skipped: dict[str, list[Path]] = {}
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            vids = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in VIDEO_EXTENSIONS)
+            files = sorted(q for q in p.rglob("*") if q.is_file())
+            vids = [q for q in files if q.suffix.lower() in VIDEO_EXTENSIONS]
             if not vids:
                 missing.append((item, "folder holds no video files (" + ", ".join(VIDEO_EXTENSIONS) + ")"))
             found.extend(vids)
+            others = [q.relative_to(p) for q in files if q.suffix.lower() not in VIDEO_EXTENSIONS]
+            if others:
+                skipped.setdefault(item, []).extend(others)
         elif p.is_file():
             found.append(p)
         else:
             missing.append((item, "no such file or folder"))
-    return found, missing
+    return found, missing, skipped
+
+
+def skipped_notes(skipped: dict[str, list[Path]], *, show: int = 5) -> list[str]:
+    """One line per folder naming the files its scan left out (the first ``show``, then how many more)."""
+    lines = []
+    for folder, files in skipped.items():
+        names = ", ".join(str(q) for q in files[:show])
+        more = f", ... ({len(files) - show} more)" if len(files) > show else ""
+        lines.append(f"skipped {len(files)} file{'s' if len(files) != 1 else ''} without a video extension in "
+                     f"{folder} (not {' '.join(VIDEO_EXTENSIONS[:4])} ...; name a file on the command line to try "
+                     f"it anyway): {names}{more}")
+    return lines
 
 
 def cmd_predict(args) -> int:
     from ._predict import predict_videos  # lazy: imports seqvision.train (~0.4 s), see the top
 
-    videos, problems = collect_videos(args.inputs)
+    videos, problems, skipped = collect_videos(args.inputs)
+    for note in skipped_notes(skipped):
+        _err(f"seqvision {args.mode}: {note}")
     if args.mode == "classify" and check_window_args(args):  # long untrimmed videos, window by window
         return window_command(args, videos, problems)
     opts = {"top_k": args.top_k} if args.mode == "classify" else {"beam_size": args.beam_size}
@@ -304,4 +330,4 @@ def cmd_demo(args) -> int:
 
 
 __all__ = ["cmd_realdata", "cmd_synth", "cmd_extract", "cmd_train", "cmd_eval", "cmd_predict", "cmd_inspect", "cmd_stream", "cmd_export", "cmd_bench",
-           "cmd_info", "cmd_demo", "collect_videos", "SeqVisionError"]
+           "cmd_info", "cmd_demo", "collect_videos", "skipped_notes", "SeqVisionError"]
