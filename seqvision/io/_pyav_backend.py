@@ -18,6 +18,13 @@ one of two modes:
   yet) never enter the index. Timestamps are FFmpeg's ``best_effort_timestamp`` (reproduced from the frames'
   pts and packet dts with libavcodec's ``guess_correct_pts`` rule).
 
+A damaged ``"pts"`` file (bytes overwritten inside the packets: a zero-filled hole of an interrupted download)
+lists frames whose packets do not decode, and the CLI writes no frame for them. Such a file is indexed in
+``"decode"`` mode, with a warning naming it, once the damage is seen: on open where it is cheap to see (H.264 /
+HEVC packets whose NAL unit lengths do not add up to the packet, checked while demuxing), else at the first read
+that meets a packet the decoder rejects or a listed frame that does not come out (:meth:`PyAVDecoder.decode`
+rebuilds the index once, then finishes the read). Clean files never pay for a decode on open.
+
 Stream choice is the CLI's (``fftools/ffmpeg_opt.c``, FFmpeg 5.1): the video stream with the largest frame area,
 +5e6 for the ``default`` disposition, an attached picture (cover art) scoring 1 so it is never chosen over a
 real video stream; ``stream=`` picks another. Autorotation is the CLI's too (``ffmpeg_filter.c``): the display
@@ -33,6 +40,7 @@ import itertools
 import math
 import os
 import re
+import struct
 import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -105,6 +113,10 @@ class FrameIndex:
             autorotation is off.
         discarded_packets: packets the demuxer flags as discarded (hidden by an MP4 edit list).
         frame_times: (decode mode) presentation time in seconds of each frame.
+        damaged_packets: packets listed with a timestamp that are damaged inside (H.264/HEVC NAL unit lengths
+            that do not add up), seen on open; the index was then built in decode mode.
+        rebuilt_from: ``len()`` of the demux-only index this decode-mode index replaced when a read found
+            packets that do not decode (0 = not rebuilt).
     """
 
     pts: list[int] | None
@@ -134,6 +146,8 @@ class FrameIndex:
     frame_times: list[float] | None = field(default=None, repr=False)
     orientation_pending: bool = False  # rotation not known until the first frame is decoded (finish_orientation)
     autorotate: bool = True
+    damaged_packets: int = 0
+    rebuilt_from: int = 0
 
     def pts_seconds(self, position: int) -> float:
         if self.frame_times is not None:
@@ -458,6 +472,48 @@ def _first_frame(container, stream):
     return None
 
 
+_LENGTH_PREFIX = {n: struct.Struct(f">{c}").unpack_from for n, c in ((1, "B"), (2, "H"), (4, "I"))}
+
+
+def nal_length_size(cc) -> int:
+    """Bytes of the length prefix of each NAL unit in an H.264 (``avcC``) / HEVC (``hvcC``) packet as MP4 and
+    Matroska store them; 0 for other codecs and for Annex B streams (start codes, no length prefixes)."""
+    extra = bytes(getattr(cc, "extradata", None) or b"")
+    if cc.name == "h264" and len(extra) >= 7 and extra[0] == 1:
+        return (extra[4] & 3) + 1
+    if cc.name == "hevc" and len(extra) >= 23 and extra[0] == 1:
+        return (extra[21] & 3) + 1
+    return 0
+
+
+def nal_units_intact(packet, length_size: int) -> bool:
+    """Whether the length-prefixed NAL units of ``packet`` tile it exactly, each non-empty with its forbidden
+    bit clear. A run of overwritten bytes that reaches a length prefix breaks this; libavcodec then cannot split
+    the packet and drops (part of) its picture. A few integer reads per packet, no copy."""
+    data = memoryview(packet)
+    size, offset = len(data), 0
+    unpack = _LENGTH_PREFIX.get(length_size)
+    while offset < size:
+        start = offset + length_size
+        if start >= size:
+            return False
+        length = unpack(data, offset)[0] if unpack else int.from_bytes(data[offset:start], "big")
+        if length == 0 or start + length > size or data[start] & 0x80:
+            return False
+        offset = start + length
+    return True
+
+
+def _scan_fresh(container, stream, reopen) -> _Scan:
+    """:func:`_scan` a fresh container from ``reopen()`` (a decoder that has seen nothing), closing it after."""
+    scan_container, scan_stream = reopen() if reopen is not None else (container, stream)
+    try:
+        return _scan(scan_container, scan_stream)
+    finally:
+        if scan_container is not container:
+            close_container(scan_container, scan_stream)
+
+
 def _format_names(container) -> set[str]:
     return set((getattr(container.format, "name", "") or "").split(","))
 
@@ -507,10 +563,11 @@ def build_index(path: str, container, stream, *, autorotate: bool = True, reopen
     estimate = _header_frame_estimate(container)
     num_video = len(container.streams.video)
     entries: list[tuple[int | None, int | None, bool]] = []
-    dropped = discarded = 0
+    dropped = discarded = damaged = 0
     demux_error = None
     demuxed = not decode_mode
     file_size = os.path.getsize(path)
+    length_size = nal_length_size(cc)
     if demuxed:
         first_is_key = None
         try:
@@ -531,23 +588,23 @@ def build_index(path: str, container, stream, *, autorotate: bool = True, reopen
                 if getattr(packet, "is_discard", False):
                     discarded += 1  # hidden by an edit list: the decoder drops its frame
                     continue
+                if length_size and not nal_units_intact(packet, length_size):
+                    damaged += 1  # the decoder may output no frame for it: only decoding can tell
                 entries.append((packet.pts, packet.dts, bool(packet.is_keyframe)))
         except (av.error.FFmpegError, OSError) as exc:
             demux_error = _describe(exc)
-        if entries and (packed or not first_is_key or any(e[0] is None for e in entries)
+        if entries and (packed or not first_is_key or damaged or any(e[0] is None for e in entries)
                         or len(set(e[0] for e in entries)) != len(entries)):
-            decode_mode = True  # leading non-keyframes, missing or repeated pts: only decoding can tell
+            # leading non-keyframes, damaged packets, missing or repeated pts: only decoding can tell
+            decode_mode = True
     if decode_mode:
         # Scan a fresh container: the reader's own container keeps a decoder that has seen nothing. (Skipping
         # the IDCT / loop filter in the scan would be faster, but exercises FFmpeg paths that damaged files make
         # risky; the scan decodes normally.)
-        scan_container, scan_stream = reopen() if reopen is not None else (container, stream)
-        try:
-            scan = _scan(scan_container, scan_stream)
-        finally:
-            if scan_container is not container:
-                close_container(scan_container, scan_stream)
-        return _decode_index(path, container, stream, scan, tb, autorotate, header, estimate, num_video)
+        scan = _scan_fresh(container, stream, reopen)
+        index = _decode_index(path, container, stream, scan, tb, autorotate, header, estimate, num_video)
+        index.damaged_packets = damaged
+        return index
 
     if not entries:
         cause = f" ({demux_error})" if demux_error else ""
@@ -715,6 +772,7 @@ class PyAVDecoder:
         self._index = index
         self._pos_of = {p: i for i, p in enumerate(index.pts)} if index.pts is not None else None
         self._sequential = index.sequential  # decode mode may fall back to counting from the start
+        self._labels: dict[int, int] = {}  # after a rebuild (see decode): frame pts -> position in the new index
         self._start_pos = 0  # position of the keyframe the live generator started from
         self._reformatter = VideoReformatter()
         self._gen = None  # live (position, frame) generator after the last seek
@@ -723,6 +781,7 @@ class PyAVDecoder:
         self._want_pts: set[int] = set()
         self._skip_below = 0
         self._warned = False
+        self._rejected = False  # the decoder rejected a packet during the current read (pts mode)
         self.frames_decoded = 0  # frames the decoder produced (a cost measure for tests and benchmarks)
         self.seeks = 0
 
@@ -808,6 +867,7 @@ class PyAVDecoder:
                 try:
                     frames = stream.decode(packet)
                 except (av.error.FFmpegError, OSError) as exc:
+                    self._rejected = True
                     self._warn(f"skipped a packet the decoder rejected ({_describe(exc)})")
                     continue
                 self.frames_decoded += len(frames)
@@ -860,8 +920,29 @@ class PyAVDecoder:
             self._warned = True
 
     def decode(self, positions: list[int], *, size: tuple[int, int] | None, out: np.ndarray) -> None:
-        """Decode the sorted unique ``positions`` into ``out`` (``(len(positions), H, W, 3)`` uint8)."""
-        if self._index.mode != "decode" or self._sequential:
+        """Decode the sorted unique ``positions`` into ``out`` (``(len(positions), H, W, 3)`` uint8).
+
+        In pts mode a read that meets a packet the decoder rejects, or a listed frame that does not come out,
+        rebuilds the index once in decode mode (in place: ``len()`` becomes the CLI's count) with a
+        RuntimeWarning. The read then returns the frames with the timestamps asked for, from the new index.
+
+        Raises:
+            VideoDecodeError: a wanted frame cannot be decoded (after a rebuild: its packet is damaged).
+        """
+        if self._index.mode == "pts":
+            self._rejected = False
+            try:
+                self._decode(positions, out)
+            except VideoDecodeError as exc:
+                wanted = [self._index.pts[p] for p in positions]
+                if not self._rebuild(exc.reason):
+                    raise
+                self._decode_rebuilt(positions, wanted, size, out)
+                return
+            if self._rejected:
+                self._rebuild("the decoder rejected a packet")  # this read's frames were found by timestamp
+            return
+        if self._sequential:
             return self._decode(positions, out)
         try:
             return self._decode(positions, out)
@@ -871,6 +952,44 @@ class PyAVDecoder:
             self._sequential, self._pos_of = True, None
             self._want_pts, self._gen, self._last = set(), None, -1
             return self._decode(positions, out)
+
+    def _rebuild(self, why: str) -> bool:
+        """Replace the pts-mode index (in place) by the decode-mode index of a full decode, warning once.
+        False (nothing changed) when decoding the file gives no frame at all."""
+        old = self._index
+        self._gen, self._peeked_key, self._last = None, None, -1
+        scan = _scan_fresh(self._container, self._stream, self._reopen_fn)
+        try:
+            new = _decode_index(self.path, self._container, self._stream, scan, old.time_base, old.autorotate,
+                                old.header_frames, old.header_frame_estimate, old.num_video_streams)
+        except VideoDecodeError:
+            return False
+        new.rebuilt_from = old.num_frames
+        new.dropped_packets, new.discarded_packets = old.dropped_packets, old.discarded_packets
+        vars(old).update(vars(new))  # the reader holds this object: len() and timestamps follow
+        self._labels = {label: i for i, label in reversed(list(enumerate(scan.labels))) if label is not None}
+        self._pos_of = {p: i for i, p in enumerate(old.pts)} if old.pts is not None else None
+        self._sequential = old.sequential
+        self._want_pts = set()
+        warnings.warn(f"{self.path}: packets of this file do not decode ({why}); it is now indexed as the "
+                      f"decoder outputs its frames, as the ffmpeg CLI does: {old.num_frames} frames, not the "
+                      f"{old.rebuilt_from} its packets list", RuntimeWarning, stacklevel=4)
+        return True
+
+    def _decode_rebuilt(self, positions: list[int], wanted: list[int], size, out: np.ndarray) -> None:
+        """Finish a read that started on the replaced pts index: the frames with the timestamps ``wanted``."""
+        mapped = []
+        for position, pts in zip(positions, wanted):
+            new = self._labels.get(pts)
+            if new is None:
+                raise VideoDecodeError(self.path, f"frame {position} could not be decoded (its packet is damaged; "
+                                                  f"the reader now indexes the {self._index.num_frames} frames "
+                                                  f"that decode)")
+            mapped.append(new)
+        if mapped != sorted(set(mapped)):
+            raise VideoDecodeError(self.path, f"frames {positions} could not be decoded in order after the index "
+                                              f"was rebuilt (the file is damaged)")
+        self.decode(mapped, size=size, out=out)
 
     def _decode(self, positions: list[int], out: np.ndarray) -> None:
         index = self._index

@@ -107,10 +107,12 @@ class VideoReader:
                 self._orient(self._decoder.prime())
         else:
             self._orient(None)
-        if index.demux_error or index.dropped_packets:
+        if index.demux_error or index.dropped_packets or index.damaged_packets:
+            damaged = (f"; {index.damaged_packets} damaged packets, so frames are counted as the decoder outputs "
+                       f"them, as the ffmpeg CLI does" if index.damaged_packets else "")
             warnings.warn(f"{self.path}: the file is cut off or damaged; the index holds the "
                           f"{index.num_frames} frames that could be read"
-                          f"{' (' + index.demux_error + ')' if index.demux_error else ''}", RuntimeWarning,
+                          f"{' (' + index.demux_error + ')' if index.demux_error else ''}{damaged}", RuntimeWarning,
                           stacklevel=2)
         elif (index.mode == "pts" and index.header_frames
               and index.header_frames != index.num_frames + index.discarded_packets):
