@@ -242,3 +242,30 @@ def test_real_input_options_still_run(setup):
                   *[x for o in opts for x in ("--option", o)])
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.splitlines()[-1])["summary"]["processed"] == 3
+
+
+def test_timeline_png_for_several_videos_writes_one_png_per_video_beside_it(setup, tmp_path):
+    """`--timeline x.png` with several videos made a folder named x.png (a new-user trial). Now x_<video
+    name>.png beside it, one per video, a repeated name numbered; an extensionless path is still a folder."""
+    ck, _, _, _ = setup
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    first, second = ck["videos"][:2]
+    for folder in (a, b):  # the same name twice
+        (folder / "clip.mp4").write_bytes(first.read_bytes())
+    videos = [str(a / "clip.mp4"), str(b / "clip.mp4"), str(second)]
+    out = run_cli("classify", "--checkpoint", str(ck["classify"]), *videos, "--window", "0.5",
+                  "--timeline", str(tmp_path / "x.png"))
+    assert out.returncode == 0, out.stderr
+    want = [tmp_path / "x_clip.png", tmp_path / "x_clip_2.png", tmp_path / f"x_{second.stem}.png"]
+    assert not (tmp_path / "x.png").exists()
+    assert sorted(tmp_path.glob("*.png")) == sorted(want)
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in want)
+    assert [x for x in out.stderr.splitlines() if x.startswith("timeline: ")] == [f"timeline: {p}" for p in want]
+
+    out = run_cli("classify", "--checkpoint", str(ck["classify"]), *videos[1:], "--window", "0.5",
+                  "--timeline", str(tmp_path / "plots"))
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(["clip_timeline.png",
+                                                                             f"{second.stem}_timeline.png"])

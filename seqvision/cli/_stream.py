@@ -23,7 +23,7 @@ from ..errors import ArgumentError, ConfigError, SeqVisionError, VideoDecodeErro
 from ..runtime import select_device
 
 __all__ = ["add_stream_args", "stream_command", "add_export_args", "export_command", "add_window_args",
-           "check_window_args", "window_command"]
+           "check_window_args", "timeline_paths", "window_command"]
 
 
 def _options(pairs: list[str]) -> dict[str, str]:
@@ -318,8 +318,10 @@ def add_window_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stride", type=positive_float, default=None, metavar="SECONDS",
                    help="--window: window step (default: --window)")
     p.add_argument("--timeline", default=None, metavar="PNG_OR_DIR",
-                   help="--window: timeline image (.png, .pdf, .svg, ...; a folder when there are several videos "
-                        "or the path has no extension)")
+                   help="--window: timeline image (.png, .pdf, .svg, ...). With several videos, x.png writes "
+                        "x_<video name>.png beside it, one per video (x_<name>_2.png for a repeated name); a path "
+                        "without an image extension, or an existing folder, is a folder of "
+                        "<video name>_timeline.png files")
 
 
 def check_window_args(args) -> bool:
@@ -341,6 +343,38 @@ def check_window_args(args) -> bool:
     return True
 
 
+def timeline_paths(timeline: str | os.PathLike, videos: list[Path]) -> list[Path]:
+    """``classify --window --timeline``: the image written for each of ``videos`` (in order), checked before
+    the run.
+
+    A path with an image extension matplotlib writes (``x.png``) is the image of a single video; with several
+    videos each gets ``x_<video stem>.png`` beside it (``x_<stem>_2.png``, ... where stems repeat), never a
+    folder named ``x.png``. A path without an extension, an existing folder, or (several videos) a path whose
+    extension is no image format is a folder of ``<video stem>_timeline.png`` files.
+
+    Raises:
+        ArgumentError: ``--timeline``: a single video's path is no image format, or the place is not writable
+            (see :func:`check_output_image`).
+    """
+    from matplotlib.backend_bases import FigureCanvasBase  # lazy: matplotlib (see the top)
+
+    path = Path(timeline)
+    image = path.suffix.lower().lstrip(".") in FigureCanvasBase.get_supported_filetypes()
+    folder = path.is_dir() or not path.suffix or (len(videos) > 1 and not image)
+    check_output_image(path, "--timeline", folder=folder)
+    if not folder and len(videos) <= 1:
+        return [path for _ in videos]
+    out: list[Path] = []
+    used: set[str] = set()
+    for video in videos:
+        stem, k = Path(video).stem, 1
+        while (name := stem if k == 1 else f"{stem}_{k}") in used:
+            k += 1
+        used.add(name)
+        out.append(path / f"{name}_timeline.png" if folder else path.with_name(f"{path.stem}_{name}{path.suffix}"))
+    return out
+
+
 def window_command(args, videos, problems) -> int:
     """``seqvision classify --window S [--stride S]``: one line (or JSON line) per window of each video.
 
@@ -355,10 +389,7 @@ def window_command(args, videos, problems) -> int:
 
     if args.window <= 0 or (args.stride is not None and args.stride <= 0):
         raise ArgumentError("--window/--stride", f"must be > 0 seconds, got {args.window:g}, {args.stride}")
-    timeline_folder = bool(args.timeline) and (len(videos) > 1 or Path(args.timeline).is_dir()
-                                               or not Path(args.timeline).suffix)
-    if args.timeline:
-        check_output_image(args.timeline, "--timeline", folder=timeline_folder)
+    pngs = timeline_paths(args.timeline, videos) if args.timeline else []
     loaded = load_model(args.checkpoint, device=str(select_device(args.device)), with_encoder=True)
     failed: list[tuple[str, str]] = []
     report = ErrorReport()  # classify's systemic-failure rule
@@ -370,7 +401,7 @@ def window_command(args, videos, problems) -> int:
 
     for p, e in problems:
         fail(p, e, None)
-    for video in videos:
+    for v, video in enumerate(videos):
         gen = label_windows(loaded, video, window=args.window, stride=args.stride, top_k=args.top_k)
         done = 0
         try:
@@ -397,9 +428,7 @@ def window_command(args, videos, problems) -> int:
                              f"rest of the video was not", "VideoDecodeError", windows_done=done,
                  until_s=labels.until_s)
         if args.timeline:
-            png = Path(args.timeline)
-            if timeline_folder:
-                png = png / f"{Path(video).stem}_timeline.png"
+            png = pngs[v]
             rows = labels.timeline or [  # captioners: each window's caption over its span, as `stream` draws it
                 {"time": w["start"], "caption": w["caption"], "window": [w["start"], w["end"]]} if "caption" in w
                 else {"time": w["start"], "label": w.get("label"), "probs": w.get("probs", {})}
