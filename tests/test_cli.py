@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from seqvision.errors import ArgumentError, ConfigError
+from seqvision.io import sample_indices
 from seqvision.runtime import select_device
 from stream_checkpoints import tiny_checkpoints
 
@@ -242,3 +243,23 @@ def test_a_folder_scan_says_which_files_it_skipped(tiny, tmp_path):
         assert notes[0].endswith(": a.txt, b.json, d.csv, e.yaml, notes, ... (2 more)"), notes[0]
     only = run("classify", "--checkpoint", tiny["classify"], tiny["videos"][0], "--json")
     assert "skipped" not in only.stderr  # nothing skipped, nothing said
+
+
+@pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs the ffprobe CLI (the frame-count oracle)")
+def test_classify_with_a_frame_labeller_says_which_frames_it_labels(tiny):
+    """A frames model labels the data.num_frames frames its sampler picks, not every frame: the output gave 4
+    labels without saying of which frames, and the text output was a KeyError traceback. Now `frames` (0-based
+    frame indices, one per label) in --json and `index: label` pairs in text; the indices are the uniform
+    sampler's picks for the frame count ffprobe decodes."""
+    videos = tiny["videos"][:2]
+    proc = run("classify", "--checkpoint", tiny["frames"], *videos, "--json")
+    results = json.loads(proc.stdout)["results"]
+    text = run("classify", "--checkpoint", tiny["frames"], *videos).stdout.splitlines()
+    for video, r, line in zip(videos, results, text):
+        count = int(subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+                                    "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", str(video)],
+                                   capture_output=True, text=True, check=True).stdout)
+        picked = sample_indices(count, sampler="uniform", num_frames=4)  # tiny_checkpoints: data.num_frames=4
+        assert r["frames"] == picked.indices[:picked.length] and len(r["frame_labels"]) == len(r["frames"])
+        assert line == f"{video} (frame: label): " + ", ".join(
+            f"{i}: {label}" for i, label in zip(r["frames"], r["frame_labels"]))

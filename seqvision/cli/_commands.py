@@ -162,9 +162,12 @@ def cmd_predict(args) -> int:
         print(json.dumps(out))
     else:
         for r in results:
-            if args.mode == "classify":
+            if "top_k" in r:  # clip classifiers
                 preds = ", ".join(f"{p['label']} {p['probability']:.3f}" for p in r["top_k"])
                 print(f"{r['path']}: {preds}")
+            elif "frame_labels" in r:  # frame labellers: the sampled frames' indices with their labels
+                pairs = ", ".join(f"{i}: {label}" for i, label in zip(r["frames"], r["frame_labels"]))
+                print(f"{r['path']} (frame: label): {pairs}")
             else:
                 print(f"{r['path']}: {r['caption']}")
         for p, e, _ in failed:

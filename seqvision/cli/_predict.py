@@ -66,8 +66,9 @@ def predict_videos(checkpoint, videos, *, mode: str = "classify", device: str = 
 
     Returns:
         ``(results, failed)``: one record per video (:meth:`seqvision.tasks.Task.record`: ``label`` and
-        ``top_k`` for clip classifiers, ``frame_labels`` for frame labellers, ``caption`` and ``score`` for
-        captioners) and ``failed = [(path, reason)]``; with ``error_types``, ``[(path, reason, error_type)]``,
+        ``top_k`` for clip classifiers, ``frame_labels`` for frame labellers, with ``frames``: the video's
+        0-based frame indices they label, one per label, the frames the checkpoint's sampler picked; ``caption``
+        and ``score`` for captioners) and ``failed = [(path, reason)]``; with ``error_types``, ``[(path, reason, error_type)]``,
         ``error_type`` the error's class name (``VideoDecodeError``, ...).
 
     Raises:
@@ -96,7 +97,11 @@ def predict_videos(checkpoint, videos, *, mode: str = "classify", device: str = 
         feats = pred.features(batch)  # (B, T, D)
         with torch.inference_mode():
             out = pred.task.predict(pred.model, feats, batch["lengths"].to(pred.device), decode)
-        results.extend(pred.task.records(batch, out, top_k=top_k or len(pred.task.output_names)))  # 0: all
+        records = pred.task.records(batch, out, top_k=top_k or len(pred.task.output_names))  # top_k 0: all
+        for rec, frames in zip(records, batch["frame_indices"]):
+            if "frame_labels" in rec:  # which frames of the video the labels belong to (a sampled subset)
+                rec["frames"] = [int(i) for i in frames[:len(rec["frame_labels"])]]
+        results.extend(records)
     bar.close()
     return results, failed
 
