@@ -42,22 +42,23 @@ _AV_OPT_SEARCH_CHILDREN, _AV_OPT_SEARCH_FAKE_OBJ = 1, 2
 
 
 def _ffmpeg_library(name: str) -> str | None:
-    """The path of FFmpeg's ``lib<name>`` as PyAV runs it: the copy loaded in this process (``/proc/self/maps``),
-    else the one bundled with PyAV's wheel, else the system's; None when there is none."""
-    try:
-        with open("/proc/self/maps") as maps:
-            for line in maps:
-                path = line.split()[-1]
-                if Path(path).name.startswith(f"lib{name}"):
-                    return path
-    except OSError:  # not Linux
-        pass
+    """The path of FFmpeg's ``lib<name>`` as PyAV runs it: the copy bundled with PyAV's wheel, else (PyAV built
+    against a system FFmpeg) the copy loaded in this process (``/proc/self/maps``), else the system's; None when
+    there is none."""
     here = Path(av.__file__).resolve().parent
     for folder in (here.parent / "av.libs", here / ".dylibs"):  # auditwheel / delvewheel, delocate
         for pattern in (f"lib{name}*", f"{name}*.dll"):
             found = sorted(folder.glob(pattern))
             if found:
                 return str(found[0])
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split()[-1]
+                if Path(path).name.startswith(f"lib{name}."):
+                    return path
+    except OSError:  # not Linux
+        pass
     return ctypes.util.find_library(name)
 
 
