@@ -111,8 +111,10 @@ def test_dataset_fuzz_two_workers(mutants, backend):
                 seen[path] = "valid"
                 ref = reference[path]
                 assert ref.outcome == "valid", f"dataset decoded {path}, the reader said {ref.describe()}"
-                # same frames as the reader's uniform sample (repeat padding included)
-                assert hashlib.sha1(video[i].numpy().tobytes()).hexdigest() == ref.sha1, path
+                # same frames as the reader's uniform sample (repeat padding included), where the reader's own
+                # two decodes agree (fuzzing.check_reader: damaged MJPEG frames keep stale buffer rows)
+                if ref.sha1 is not None:
+                    assert hashlib.sha1(video[i].numpy().tobytes()).hexdigest() == ref.sha1, path
     assert set(seen) == {str(m.path) for m in mutants}
     assert {p: o for p, o in seen.items()} == {p: r.outcome for p, r in reference.items()}
     assert sorted(p for p, _ in report.items) == sorted(p for p, o in seen.items() if o == "decode_error")

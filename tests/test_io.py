@@ -133,6 +133,30 @@ def test_decord_falls_back_where_its_seeking_is_wrong(videos):
             assert vr.backend == "decord"
 
 
+def test_decord_decode_failure_falls_back_to_pyav(videos, monkeypatch):
+    """decord's threaded decoder rejects some damaged packets on some runs (a fuzzed MJPEG AVI: "Check failed:
+    avcodec_send_packet" in a fuzz worker, fine in the next process); the read is then done by PyAV, with a
+    warning, instead of failing the file. decord's failure is injected: it cannot be produced on demand."""
+    if "decord" not in BACKENDS:
+        pytest.skip("decord not installed")
+    from seqvision.io._decord_backend import DecordDecoder
+
+    path, _ = videos["h264_bframes_longgop"]
+    with VideoReader(path, backend="decord") as vr:
+        assert vr.backend == "decord"
+
+        def fail(self, positions, *, size, out):
+            raise VideoDecodeError(self.path, f"decord failed to decode frames {positions[:8]} (DECORDError: "
+                                              "Check failed: avcodec_send_packet)")
+
+        monkeypatch.setattr(DecordDecoder, "decode", fail)
+        with pytest.warns(RuntimeWarning, match="decord failed .*using the pyav backend"):
+            frames = vr.get_frames([70, 3, 119])
+        assert vr.backend == "pyav"
+        assert _codes(frames) == [70, 3, 119]
+        assert _codes(vr.get_frames([5, 6])) == [5, 6]  # later reads stay on PyAV
+
+
 def test_metadata(videos):
     path, opts = videos["odd_97x61_yuv444p"]
     with VideoReader(path) as vr:

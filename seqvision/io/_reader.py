@@ -89,6 +89,8 @@ class VideoReader:
         def reopen():  # holds no reference to self: __del__ must still close the file
             return open_container(path_, num_threads=num_threads, stream=chosen_index)
 
+        self._reopen = reopen
+
         stream = chosen
         try:
             self._index = build_index(self.path, self._container, stream, autorotate=autorotate, reopen=reopen)
@@ -145,6 +147,16 @@ class VideoReader:
             if self._container is not None:
                 self._container.close()
                 self._container = None
+
+    def _fall_back_to_pyav(self, exc: VideoDecodeError) -> None:
+        """decord failed to decode (a damaged packet its threaded decoder rejects, not every run): decode this file
+        with PyAV from now on, as the reader does for files decord is not verified on, with a warning."""
+        warnings.warn(f"{self.path}: decord failed ({exc.reason[:160]}); using the pyav backend", RuntimeWarning,
+                      stacklevel=3)
+        self._decoder.close()
+        container, stream = self._reopen()
+        self._decoder = PyAVDecoder(self.path, container, stream, self._index, reopen=self._reopen)
+        self.backend = "pyav"
 
     def _orient(self, frame) -> None:
         """Finish the index's orientation (from ``frame``'s display matrix) and the output size that depends on it."""
@@ -262,8 +274,11 @@ class VideoReader:
         if unique:
             try:
                 self._decoder.decode(unique, size=self._size, out=buf)
-            except VideoDecodeError:
-                raise
+            except VideoDecodeError as exc:
+                if self.backend != "decord":
+                    raise
+                self._fall_back_to_pyav(exc)
+                self._decoder.decode(unique, size=self._size, out=buf)
             except (RuntimeError, ValueError, OSError, MemoryError) as exc:
                 raise VideoDecodeError(self.path, f"decoding failed ({type(exc).__name__}: {exc})") from None
         if idx == unique:
