@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import subprocess
 import warnings
 
 import numpy as np
@@ -127,3 +128,72 @@ def test_cover_art_only_is_not_a_video(tmp_path):
     with pytest.raises(VideoDecodeError, match="attached picture") as err:
         VideoReader(song)
     assert str(song) in str(err.value)
+
+
+# -- MPEG-TS segments joined byte for byte (`cat a.ts b.ts`, as HLS players and recorders join them) ----------------
+def _ffmpeg_ts(out, source: str, *extra: str) -> bytes:
+    subprocess.run([assets.FFMPEG, "-hide_banner", "-v", "error", "-y", "-f", "lavfi", "-i", source,
+                    *_x264_args(), *extra, "-f", "mpegts", str(out)], check=True, capture_output=True)
+    return out.read_bytes()
+
+
+def _x264_args() -> list[str]:
+    return ["-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-g", "10", "-pix_fmt", "yuv420p", "-threads", "1"]
+
+
+def _ffprobe_count(path) -> int:
+    out = subprocess.run([assets.FFPROBE, "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+                          "stream=nb_read_frames", "-of", "csv=p=0", str(path)], capture_output=True, text=True,
+                         check=True).stdout
+    return int(out.split()[0])  # an MPEG-TS lists the stream under its program too
+
+
+def _flagged_packets(path) -> int:
+    """Video packets FFmpeg's demuxer flags corrupt (a broken continuity counter)."""
+    import av
+
+    with av.open(str(path)) as container:
+        return sum(bool(p.is_corrupt) for p in container.demux(container.streams.video[0]) if p.size)
+
+
+def test_joined_mpegts_segments_read_without_a_damage_warning(tmp_path):
+    """b's timestamps start again where a's did and the continuity counters break at the join, which FFmpeg's
+    demuxer flags as a corrupt packet; yet every frame of both decodes (ffprobe -count_frames) and the reader
+    returns them all, in order, as the CLI writes them: a reset at a segment boundary is no damage, no warning."""
+    a = _ffmpeg_ts(tmp_path / "a.ts", "testsrc=size=160x120:rate=25:duration=2")
+    b = _ffmpeg_ts(tmp_path / "b.ts", "smptebars=size=160x120:rate=25:duration=2")
+    c = _ffmpeg_ts(tmp_path / "c.ts", "testsrc2=size=160x120:rate=25:duration=1.2", "-output_ts_offset", "40")
+    for name, parts, frames in (("ab.ts", (a, b), 100), ("abc.ts", (a, b, c), 130)):
+        joined = tmp_path / name
+        joined.write_bytes(b"".join(parts))
+        assert _ffprobe_count(joined) == frames  # the CLI decodes every frame of every segment
+        flagged = _flagged_packets(joined)  # a join whose counters happen to run on (1 in 16) is not flagged
+        assert 1 <= flagged <= len(parts) - 1
+        ref = assets.ffmpeg_reference(joined)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # any RuntimeWarning fails the test
+            with VideoReader(joined, dimension_order="NHWC") as vr:
+                assert len(vr) == frames
+                assert (vr.index.segment_joins, vr.index.dropped_packets) == (flagged, 0)
+                batch = vr.get_frame_batch(list(range(frames)))
+        np.testing.assert_array_equal(batch.data.numpy(), ref.frames)
+        assert np.all(np.diff(batch.pts_seconds.numpy()) > 0)  # one increasing timeline across the joins
+
+
+def test_lost_mpegts_packet_before_a_keyframe_still_warns(tmp_path):
+    """A 188-byte TS packet lost at the end of the frame before a keyframe breaks the continuity counter next to a
+    keyframe as a join does (the decoder does not notice the loss here), but the timestamps run on: damage."""
+    data = _ffmpeg_ts(tmp_path / "noisy.ts", "testsrc=size=320x240:rate=25:duration=2", "-vf", "noise=alls=30:allf=t")
+    packets = [data[i:i + 188] for i in range(0, len(data), 188)]
+    video = [i for i, p in enumerate(packets) if ((p[1] & 0x1F) << 8 | p[2]) == 0x100]
+    starts = [i for i in video if packets[i][1] & 0x40]  # payload_unit_start: a PES (one frame) begins
+    keys = [i for i in starts if (packets[i][3] >> 4) & 2 and packets[i][4] and packets[i][5] & 0x40]
+    lost = max(i for i in video if i < keys[1])  # the last TS packet of the frame before the second keyframe
+    assert lost not in starts  # that frame spans several TS packets: losing this one truncates it
+    damaged = tmp_path / "lost.ts"
+    damaged.write_bytes(b"".join(packets[:lost] + packets[lost + 1:]))
+    with pytest.warns(RuntimeWarning, match="cut off or damaged"):
+        vr = VideoReader(damaged)
+    with vr:
+        assert vr.index.segment_joins == 0 and vr.index.dropped_packets >= 1
+        assert len(vr) == _ffprobe_count(damaged)

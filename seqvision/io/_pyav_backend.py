@@ -96,7 +96,8 @@ class FrameIndex:
             else the measured average.
         duration: seconds from the first frame's start to the last frame's end.
         header_frames: the frame count the container header claims (0 = unknown).
-        dropped_packets: packets cut off or unreadable (flagged corrupt by the demuxer).
+        dropped_packets: packets cut off or unreadable (flagged corrupt by the demuxer), not counting
+            ``segment_joins``.
         demux_error: the error that stopped demuxing early, if any.
         header_frame_estimate: the largest frame count a reader that trusts the header would size its tables
             for, over the file's video streams: the stream's frame count, else average rate x container
@@ -117,6 +118,9 @@ class FrameIndex:
             that do not add up), seen on open; the index was then built in decode mode.
         rebuilt_from: ``len()`` of the demux-only index this decode-mode index replaced when a read found
             packets that do not decode (0 = not rebuilt).
+        segment_joins: (decode mode) places where a second MPEG-TS segment was joined on byte for byte
+            (``cat a.ts b.ts``): the demuxer flags a packet there, but every frame decodes (see ``_scan``). Not
+            damage; timestamps may restart there, and ``frame_times`` then run on at the frame rate.
     """
 
     pts: list[int] | None
@@ -148,6 +152,7 @@ class FrameIndex:
     autorotate: bool = True
     damaged_packets: int = 0
     rebuilt_from: int = 0
+    segment_joins: int = 0
 
     def pts_seconds(self, position: int) -> float:
         if self.frame_times is not None:
@@ -391,18 +396,31 @@ class _Scan:
     matrix: list[int] | None
     size: tuple[int, int] | None
     packets: int
-    corrupt: int
+    corrupt: int  # packets flagged corrupt by the demuxer, less the segment joins
     demux_error: str | None
+    joins: int = 0  # corrupt flags explained as a joined segment's start (see _scan)
 
 
 def _scan(container, stream) -> _Scan:
-    """Decode the whole stream once (no colour conversion): what decode mode indexes."""
+    """Decode the whole stream once (no colour conversion): what decode mode indexes.
+
+    A segment join is not damage: MPEG-TS segments joined byte for byte (``cat a.ts b.ts``, as HLS recorders
+    do) break the continuity counter where the second starts, and the demuxer flags the first segment's last,
+    complete, packet corrupt (the packet before it, in fact: the parser hands on a PES's flags with the frame
+    it completes, one behind). Such a flag counts as a join, not in ``corrupt``, when one of the next two
+    packets is a keyframe whose dts restarts the timeline (goes back, or on by more than
+    ``JOIN_GAP_SECONDS``) and no decoded frame of the stream is corrupt. A TS packet lost inside a recording
+    breaks the counter too, but the timestamps run on (even when the decoder does not notice the loss).
+    """
     tb_pts: list[int | None] = []
     labels: list[int | None] = []
     keys: list[bool] = []
     key_dts: dict = {}
     matrix, size = None, None
-    state = {"packets": 0, "corrupt": 0, "demux_error": None}
+    state = {"packets": 0, "corrupt": 0, "demux_error": None, "corrupt_frames": 0}
+    flagged: list[list] = []  # per corrupt packet: [packets seen after it, a segment starts in the next two]
+    gap = JOIN_GAP_SECONDS / stream.time_base if stream.time_base else None  # in stream time base units
+    packet_dts: list = [None]  # the last packet's dts
     # libavcodec's guess_correct_pts (best_effort_timestamp): pts unless they went backwards more often than dts
     faulty_pts = faulty_dts = 0
     last_pts = last_dts = -(2**63)
@@ -417,7 +435,17 @@ def _scan(container, stream) -> _Scan:
         for packet in packets:
             if not _is_flush(packet):
                 state["packets"] += 1
-                state["corrupt"] += bool(packet.is_corrupt)
+                dts, before = packet.dts, packet_dts[0]
+                restarts = (packet.is_keyframe and dts is not None and before is not None and gap is not None
+                            and not 0 < dts - before <= gap)
+                for entry in flagged[-2:]:
+                    if entry[0] < 2:
+                        entry[0] += 1
+                        entry[1] = entry[1] or restarts
+                packet_dts[0] = dts if dts is not None else before
+                if packet.is_corrupt:
+                    state["corrupt"] += 1
+                    flagged.append([0, False])
                 if packet.is_keyframe and packet.pts is not None and packet.dts is not None:
                     key_dts.setdefault(packet.pts, packet.dts)
             yield packet
@@ -427,6 +455,7 @@ def _scan(container, stream) -> _Scan:
             return counted()
 
     for frame in decode_from_start(_Wrap(), stream, on_error):
+        state["corrupt_frames"] += bool(frame.is_corrupt)
         pts, dts = frame.pts, frame.dts
         if dts is not None:
             faulty_dts += dts <= last_dts
@@ -445,7 +474,9 @@ def _scan(container, stream) -> _Scan:
         if size is None:
             size = (int(frame.width), int(frame.height))
             matrix = _display_matrix(frame)
-    return _Scan(tb_pts, labels, keys, key_dts, matrix, size, state["packets"], state["corrupt"], state["demux_error"])
+    joins = sum(starts for _, starts in flagged) if not state["corrupt_frames"] else 0
+    return _Scan(tb_pts, labels, keys, key_dts, matrix, size, state["packets"], state["corrupt"] - joins,
+                 state["demux_error"], joins)
 
 
 def _first_frame(container, stream):
@@ -730,11 +761,13 @@ def _decode_index(path, container, stream, scan: _Scan, tb: Fraction, autorotate
                       demux_error=scan.demux_error, header_frame_estimate=estimate,
                       size_from_decoding=size_from_decoding, mode="decode", stream_index=stream.index,
                       num_video_streams=num_video, coded_width=coded_w, coded_height=coded_h, rotation=rotation,
-                      transform=transform, discarded_packets=0, frame_times=seconds)
+                      transform=transform, discarded_packets=0, frame_times=seconds,
+                      segment_joins=scan.joins)
 
 
 MAX_SIDE = 32768  # FFmpeg's own image-size checks refuse larger frames
 PROBE_PACKETS = 256  # packets decoded at most to find the first frame of a stream
+JOIN_GAP_SECONDS = 1.0  # a keyframe's dts this far past the previous packet's starts a new segment (see _scan)
 
 
 def _plausible_size(width: int, height: int) -> bool:
