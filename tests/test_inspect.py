@@ -1,12 +1,21 @@
 """inspect(): gates and states per layer/direction/step from the reference cells, attention weights."""
 
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+import assets
+from seqvision.cli import main
 from seqvision.config import ModelConfig
 from seqvision.data.vocab import Vocabulary
+from seqvision.io import sample_indices
 from seqvision.models import build_model, inspect
+from seqvision.report import _plots
 
 D = 10
 
@@ -96,3 +105,66 @@ def test_inspect_bad_input():
         inspect(model, torch.randn(5, D), 9)
     with pytest.raises(TypeError, match="SequenceEncoder"):
         inspect(torch.nn.Linear(2, 2), torch.randn(5, D))
+
+
+# -- `seqvision inspect` names the video's frames, not the clip's steps ------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Tiny classify / caption checkpoints (tests/stream_checkpoints.py; data.num_frames=4, uniform sampler)."""
+    from stream_checkpoints import tiny_checkpoints
+
+    return tiny_checkpoints(tmp_path_factory.mktemp("inspect_ckpts"))
+
+
+def _ffprobe_frames(video) -> list[float]:
+    """best_effort_timestamp_time of every frame ffprobe decodes (the CLI's frame list)."""
+    out = subprocess.run([assets.FFPROBE, "-v", "error", "-select_streams", "v:0", "-show_entries",
+                          "frame=best_effort_timestamp_time", "-of", "csv=p=0", str(video)], capture_output=True,
+                         text=True, check=True).stdout
+    return [float(line.strip().rstrip(",")) for line in out.splitlines() if line.strip()]
+
+
+@pytest.mark.skipif(shutil.which(assets.FFMPEG) is None or shutil.which(assets.FFPROBE) is None,
+                    reason="needs the ffmpeg/ffprobe CLI (the video and the frame oracle)")
+@pytest.mark.parametrize("task", ["caption", "classify"])
+def test_inspect_names_the_sampled_video_frames(tiny, task, tmp_path, capsys, monkeypatch):
+    """inspect numbered the plots' frames 0..T-1 (steps of the sampled clip), so a user could not find them in the
+    video. Now the text output, frames.json, the strip, the gate plots and the attention plot name each step's
+    0-based frame index in the video (and the strip and text its time from the first frame); the oracle is the
+    uniform sampler's picks for the frame count ffprobe decodes, and ffprobe's timestamps."""
+    video = tmp_path / "clip.ts"  # MPEG-TS: stream time starts at 1.4 s, the times count from the first frame
+    subprocess.run([assets.FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25",
+                    "-t", "3", "-c:v", "libx264", "-f", "mpegts", str(video)], check=True)
+    stamps = _ffprobe_frames(video)
+    picked = sample_indices(len(stamps), sampler="uniform", num_frames=4)  # tiny_checkpoints: data.num_frames=4
+    frames = picked.indices[:picked.length]
+    times = [round(stamps[i] - stamps[0], 6) for i in frames]
+    assert frames != list(range(len(frames)))  # the steps are not the frames
+
+    figures = {}
+    real_save = _plots._save
+
+    def keep(fig, path):  # the figures as drawn, to read their labels
+        figures[Path(path).name] = fig
+        return real_save(fig, path)
+
+    monkeypatch.setattr(_plots, "_save", keep)
+    out = tmp_path / "insp"
+    assert main(["inspect", "--checkpoint", str(tiny[task]), str(video), "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{video} (step: video frame @ time): " + ", ".join(
+        f"{t}: {f} @ {s:.2f}s" for t, (f, s) in enumerate(zip(frames, times)))
+    listing = json.loads((out / "frames.json").read_text())
+    assert [(d["step"], d["frame"]) for d in listing["frames"]] == list(enumerate(frames))
+    np.testing.assert_allclose([d["time"] for d in listing["frames"]], times, atol=1e-5)
+    assert str(out / "frames.json") in lines[1:]
+
+    titles = [ax.get_title() for ax in figures["frames.png"].axes]
+    assert titles == [f"frame {f}\n{s:.2f} s" for f, s in zip(frames, times)]  # 4 frames: one thumbnail each
+    plots = [name for name in figures if name.startswith(("gates_layer", "attention"))]
+    assert any(name.startswith("gates_layer") for name in plots)
+    assert ("attention.png" in plots) == (task == "caption")  # the tiny classifier pools by the mean
+    for name in plots:
+        bottom = figures[name].axes
+        labels = {tuple(t.get_text() for t in ax.get_xticklabels()) for ax in bottom if ax.get_xlabel()}
+        assert (tuple(str(f) for f in frames),) == tuple(labels), name

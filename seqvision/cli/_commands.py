@@ -178,10 +178,12 @@ def cmd_predict(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from ._predict import inspect_video  # lazy: imports seqvision.train (~0.4 s), see the top
+    from ._predict import inspect_clip  # lazy: imports seqvision.train (~0.4 s), see the top
 
-    written = inspect_video(args.checkpoint, args.video, out=args.out)
-    for path in written:
+    result = inspect_clip(args.checkpoint, args.video, out=args.out)
+    pairs = ", ".join(f"{f['step']}: {f['frame']} @ {f['time']:.2f}s" for f in result.frames)
+    print(f"{args.video} (step: video frame @ time): {pairs}")
+    for path in result.paths:
         print(path)
     return 0
 

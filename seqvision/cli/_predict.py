@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -12,13 +15,14 @@ from tqdm.auto import tqdm
 from ..config import Config
 from ..data import ErrorReport, VideoDataset, VideoRecord, collate, worker_context
 from ..errors import SeqVisionError, VideoDecodeError
+from ..io import VideoReader
 from ..models import inspect
 from ..report import frame_strip, plot_attention, plot_gates
 from ..runtime import select_device
 from ..tasks import DecodeOptions, Task
 from ..train import load_model
 
-__all__ = ["predict_videos", "inspect_video", "Predictor"]
+__all__ = ["predict_videos", "inspect_video", "inspect_clip", "InspectResult", "Predictor"]
 
 
 class Predictor:
@@ -98,18 +102,56 @@ def predict_videos(checkpoint, videos, *, mode: str = "classify", device: str = 
         with torch.inference_mode():
             out = pred.task.predict(pred.model, feats, batch["lengths"].to(pred.device), decode)
         records = pred.task.records(batch, out, top_k=top_k or len(pred.task.output_names))  # top_k 0: all
-        for rec, frames in zip(records, batch["frame_indices"]):
+        for row, rec in enumerate(records):
             if "frame_labels" in rec:  # which frames of the video the labels belong to (a sampled subset)
-                rec["frames"] = [int(i) for i in frames[:len(rec["frame_labels"])]]
+                rec["frames"] = clip_frames(batch, row, len(rec["frame_labels"]))
         results.extend(records)
     bar.close()
     return results, failed
 
 
-def inspect_video(checkpoint, video, *, out="inspect_out", device: str = "cpu") -> list[Path]:
-    """Plots of the gates and states of each RNN layer over the clip's frames, and attention when present.
+def clip_frames(batch, row: int, count: int) -> list[int]:
+    """The video's 0-based frame indices of the first ``count`` steps of clip ``row`` of a :class:`VideoDataset`
+    batch: the frames the checkpoint's sampler picked (``seqvision.io.sample_indices``), as they were decoded."""
+    return [int(i) for i in batch["frame_indices"][row][:count]]
 
-    ``checkpoint`` is a path or a loaded :class:`Predictor` (reuse one for many videos)."""
+
+def frame_times(video, frames: list[int], data_cfg) -> list[float]:
+    """Seconds from the video's first frame to each of ``frames`` (0-based frame indices), from the reader's
+    index of the stream ``data_cfg`` decodes (a player's clock, unless another stream of the file starts earlier).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the dataset's open of the same file has said it already
+        with VideoReader(video, stream=None if data_cfg.stream < 0 else data_cfg.stream,
+                         autorotate=data_cfg.autorotate) as reader:
+            first = reader.pts_seconds([0])[0]
+            return [round(t - first, 6) for t in reader.pts_seconds(frames)]
+
+
+@dataclass
+class InspectResult:
+    """What :func:`inspect_clip` made for one video.
+
+    Attributes:
+        paths: the files written: ``frames.png``, ``gates_layer<l>_<direction>.png`` per layer and direction,
+            ``attention.png`` when the model attends, then ``frames.json`` (``{"video", "frames"}``).
+        frames: one dict per inspected step, in clip order: ``step`` (0..T-1, the plots' step axis), ``frame``
+            (the video's 0-based frame index: the sampler's pick) and ``time`` (seconds from the first frame).
+    """
+
+    paths: list[Path]
+    frames: list[dict]
+
+
+def inspect_clip(checkpoint, video, *, out="inspect_out", device: str = "cpu") -> InspectResult:
+    """Plots of the gates and states of each RNN layer over the clip's frames, and attention when present; every
+    plot names the sampled frames by their frame index in the video (and the strip by time too).
+
+    ``checkpoint`` is a path or a loaded :class:`Predictor` (reuse one for many videos).
+
+    Raises:
+        VideoDecodeError: the video cannot be decoded.
+    """
     pred = checkpoint if isinstance(checkpoint, Predictor) else Predictor(checkpoint, device=device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -123,7 +165,9 @@ def inspect_video(checkpoint, video, *, out="inspect_out", device: str = "cpu") 
     ins = inspect(pred.model, feats, lengths, beam_size=pred.cfg.eval.beam_size)  # captioners: `caption`'s beam
     written: list[Path] = []
     L = int(batch["lengths"][0])
-    written.append(frame_strip(batch["video"][0][:L], out / "frames.png"))
+    frames = clip_frames(batch, 0, L)  # (L,) video frame index of each step
+    times = frame_times(video, frames, pred.cfg.data)
+    written.append(frame_strip(batch["video"][0][:L], out / "frames.png", indices=frames, times=times))
     for i, layer in enumerate(ins.layers):
         arrays = dict(layer.gates)
         arrays["hidden state"] = layer.hidden
@@ -132,8 +176,17 @@ def inspect_video(checkpoint, video, *, out="inspect_out", device: str = "cpu") 
         direction = getattr(layer, "direction", "forward")
         name = f"gates_layer{getattr(layer, 'layer', i)}_{direction}.png"
         title = f"{getattr(layer, 'kind', '')} layer {getattr(layer, 'layer', i)} ({direction})".strip()
-        written.append(plot_gates(arrays, out / name, title=title))
+        written.append(plot_gates(arrays, out / name, title=title, frame_indices=frames))
     if getattr(ins, "attention", None) is not None:
         written.append(plot_attention(ins.attention, out / "attention.png", words=getattr(ins, "words", None),
-                                      title="attention over frames"))
-    return written
+                                      title="attention over frames", frame_indices=frames))
+    steps = [{"step": t, "frame": f, "time": s} for t, (f, s) in enumerate(zip(frames, times))]
+    listing = out / "frames.json"
+    listing.write_text(json.dumps({"video": str(video), "frames": steps}, indent=1) + "\n")
+    written.append(listing)
+    return InspectResult(paths=written, frames=steps)
+
+
+def inspect_video(checkpoint, video, *, out="inspect_out", device: str = "cpu") -> list[Path]:
+    """:func:`inspect_clip`'s written files (PNGs, then ``frames.json``)."""
+    return inspect_clip(checkpoint, video, out=out, device=device).paths

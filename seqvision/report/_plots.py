@@ -58,6 +58,41 @@ def _save(fig: Figure, path) -> Path:
     return path
 
 
+def _check_frame_indices(frame_indices, t: int) -> list[int] | None:
+    if frame_indices is None:
+        return None
+    out = [int(i) for i in frame_indices]
+    if len(out) != t:
+        raise SeqVisionError(f"frame_indices has {len(out)} entries but the plot has T={t} frames")
+    return out
+
+
+def _frame_axis(ax, t: int, frame_indices: list[int] | None, frame_labels: Sequence | None = None) -> None:
+    """The frame (x) axis of ``ax``: steps 0..T-1, or with ``frame_indices`` the video's frame index of each step
+    (labelled "video frame"), the steps then kept on a secondary axis along the top."""
+    if frame_indices is None:
+        ax.set_xlabel("frame")
+        if frame_labels is not None:
+            step = max(1, math.ceil(t / 40))
+            idx = list(range(0, t, step))
+            ax.set_xticks(idx, [f"{i}\n{frame_labels[i]}" for i in idx], fontsize=7)
+        return
+    step = max(1, math.ceil(t / 16))  # video frame numbers are wider than steps
+    idx = list(range(0, t, step))
+    names = [f"{frame_indices[i]}" + (f"\n{frame_labels[i]}" if frame_labels is not None else "") for i in idx]
+    ax.set_xticks(idx, names, fontsize=7)
+    ax.set_xlabel("video frame (0-based index in the file)")
+
+
+def _step_axis(ax, t: int) -> None:
+    """Steps 0..T-1 of the clip along the top of ``ax`` (the bottom names video frames)."""
+    top = ax.secondary_xaxis("top")
+    step = max(1, math.ceil(t / 16))
+    top.set_xticks(list(range(0, t, step)))
+    top.tick_params(labelsize=7)
+    top.set_xlabel("step in the sampled clip", fontsize=8)
+
+
 def plot_confusion_matrix(cm, label_names: Sequence[str], path, *, normalize: bool = True, title: str = "") -> Path:
     """Heat map of a confusion matrix (rows true, columns predicted).
 
@@ -137,7 +172,8 @@ def plot_training_curves(history: Sequence[Mapping], path, *, title: str = "trai
     return _save(fig, path)
 
 
-def plot_gates(gates: Mapping[str, object], path, *, title: str = "", frame_labels: Sequence | None = None) -> Path:
+def plot_gates(gates: Mapping[str, object], path, *, title: str = "", frame_labels: Sequence | None = None,
+               frame_indices: Sequence[int] | None = None) -> Path:
     """Heat maps of RNN gate activations and states over time: one row per entry, x = frame, y = unit.
 
     Args:
@@ -147,6 +183,8 @@ def plot_gates(gates: Mapping[str, object], path, *, title: str = "", frame_labe
         path: output ``.png``.
         title: figure title.
         frame_labels: optional T labels (e.g. the true frame classes) written under the frame axis.
+        frame_indices: optional T video frame indices of the steps (the sampler's picks): the frame axis names
+            them, and the steps 0..T-1 go along the top.
     """
     if not gates:
         raise SeqVisionError("plot_gates needs at least one gate: gates is empty")
@@ -158,6 +196,7 @@ def plot_gates(gates: Mapping[str, object], path, *, title: str = "", frame_labe
     (t,) = t
     if frame_labels is not None and len(frame_labels) != t:
         raise SeqVisionError(f"frame_labels has {len(frame_labels)} entries but the gates have T={t} frames")
+    frame_indices = _check_frame_indices(frame_indices, t)
     n = len(arrays)
     fig = _new_figure(min(3.0 + 0.12 * t, 14.0), 1.9 * n + 0.6)
     axes = fig.subplots(n, 1, squeeze=False, sharex=True)[:, 0]
@@ -170,17 +209,16 @@ def plot_gates(gates: Mapping[str, object], path, *, title: str = "", frame_labe
         im = ax.imshow(a.T, aspect="auto", interpolation="nearest", origin="lower", **kw)
         fig.colorbar(im, ax=ax, pad=0.01, fraction=0.04)
         ax.set_ylabel(f"{name}\nunit", fontsize=9)
-    axes[-1].set_xlabel("frame")
-    if frame_labels is not None:
-        step = max(1, math.ceil(t / 40))
-        idx = list(range(0, t, step))
-        axes[-1].set_xticks(idx, [f"{i}\n{frame_labels[i]}" for i in idx], fontsize=7)
+    _frame_axis(axes[-1], t, frame_indices, frame_labels)
+    if frame_indices is not None:
+        _step_axis(axes[0], t)
     if title:
         fig.suptitle(title)
     return _save(fig, path)
 
 
-def plot_attention(weights, path, *, words: Sequence[str] | None = None, title: str = "") -> Path:
+def plot_attention(weights, path, *, words: Sequence[str] | None = None, title: str = "",
+                   frame_indices: Sequence[int] | None = None) -> Path:
     """Attention over frames: ``(L, T)`` as a heat map with one row per generated word, ``(T,)`` as bars.
 
     Args:
@@ -188,40 +226,48 @@ def plot_attention(weights, path, *, words: Sequence[str] | None = None, title: 
         path: output ``.png``.
         words: L words labelling the rows of a 2-D map.
         title: figure title.
+        frame_indices: optional T video frame indices of the steps (the sampler's picks): the frame axis names
+            them, and the steps 0..T-1 go along the top.
     """
     w = _array(weights, name="weights", ndim=(1, 2)).astype(np.float64)
     if w.ndim == 1:
         t = w.shape[0]
         fig = _new_figure(min(3.0 + 0.15 * t, 12.0), 3.0)
         ax = fig.add_subplot()
+        frame_indices = _check_frame_indices(frame_indices, t)
         ax.bar(np.arange(t), w, color="tab:blue")
-        ax.set_xlabel("frame")
+        _frame_axis(ax, t, frame_indices)
         ax.set_ylabel("attention weight")
         ax.grid(axis="y", alpha=0.3)
     else:
         ell, t = w.shape
         if words is not None and len(words) != ell:
             raise SeqVisionError(f"words has {len(words)} entries but weights has L={ell} rows")
+        frame_indices = _check_frame_indices(frame_indices, t)
         fig = _new_figure(min(3.0 + 0.18 * t, 14.0), min(1.5 + 0.28 * ell, 14.0))
         ax = fig.add_subplot()
         im = ax.imshow(w, aspect="auto", interpolation="nearest", cmap="magma", vmin=0.0)
         fig.colorbar(im, ax=ax, pad=0.01, label="attention")
-        ax.set_xlabel("frame")
+        _frame_axis(ax, t, frame_indices)
         ax.set_yticks(np.arange(ell), [str(x) for x in words] if words is not None else np.arange(ell), fontsize=8)
         ax.set_ylabel("generated word")
+    if frame_indices is not None:
+        _step_axis(ax, t)
     if title:
         ax.set_title(title)
     return _save(fig, path)
 
 
-def frame_strip(frames, path, *, max_frames: int = 8, indices: Sequence[int] | None = None) -> Path:
-    """A strip of evenly spaced thumbnails, each titled with its frame index.
+def frame_strip(frames, path, *, max_frames: int = 8, indices: Sequence[int] | None = None,
+                times: Sequence[float] | None = None) -> Path:
+    """A strip of evenly spaced thumbnails, each titled with its frame index (and time).
 
     Args:
         frames: uint8 ``(T, H, W, 3)`` or ``(T, 3, H, W)`` (numpy or torch), RGB.
         path: output ``.png``.
         max_frames: at most this many thumbnails, evenly spaced over the clip.
         indices: optional T frame numbers to print instead of 0..T-1 (e.g. the sampled video frame indices).
+        times: optional T times in seconds printed under the frame numbers.
     """
     f = _array(frames, name="frames", ndim=(4,))
     if f.shape[-1] != 3 and f.shape[1] == 3:
@@ -239,14 +285,17 @@ def frame_strip(frames, path, *, max_frames: int = 8, indices: Sequence[int] | N
         raise SeqVisionError(f"max_frames must be >= 1, got {max_frames}")
     if indices is not None and len(indices) != t:
         raise SeqVisionError(f"indices has {len(indices)} entries but frames has T={t}")
+    if times is not None and len(times) != t:
+        raise SeqVisionError(f"times has {len(times)} entries but frames has T={t}")
     pick = np.unique(np.linspace(0, t - 1, num=min(max_frames, t)).round().astype(int))
     h, w = f.shape[1:3]
     thumb_w = 1.8
-    fig = _new_figure(thumb_w * len(pick), thumb_w * h / w + 0.35)
+    fig = _new_figure(thumb_w * len(pick), thumb_w * h / w + (0.5 if times is not None else 0.35))
     axes = fig.subplots(1, len(pick), squeeze=False)[0]
     for ax, i in zip(axes, pick):
         ax.imshow(f[i], interpolation="bilinear" if max(h, w) > 160 else "nearest")
-        ax.set_title(f"frame {indices[i] if indices is not None else i}", fontsize=8)
+        name = f"frame {indices[i] if indices is not None else i}"
+        ax.set_title(name + (f"\n{float(times[i]):.2f} s" if times is not None else ""), fontsize=8)
         ax.set_axis_off()
     return _save(fig, path)
 
