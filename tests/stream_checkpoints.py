@@ -4,6 +4,7 @@ until a signal."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import subprocess
@@ -14,14 +15,18 @@ import torch
 from seqvision.config import load_config
 from seqvision.data import make_synthetic_dataset
 from seqvision.io import VideoReader
-from seqvision.train import train
+from seqvision.train import Checkpoint, train
 
 __all__ = ["tiny_checkpoints", "offline_features", "free_port", "json_lines_until_signal"]
 
 
-def tiny_checkpoints(root: Path) -> dict[str, Path]:
+def tiny_checkpoints(root: Path, *, pace: bool = False) -> dict[str, Path]:
     """Three tiny checkpoints (unidirectional classifier with a mean head, 2-layer GRU frame labeller,
-    attention captioner) trained for one epoch on 12 synthetic 32x32 videos: a few seconds on one core."""
+    attention captioner) trained for one epoch on 12 synthetic 32x32 videos: a few seconds on one core.
+
+    ``pace=False`` (what the source tests count on): the checkpoints carry no training pace (``Checkpoint.pace``
+    None, as when trained from a cache written before it kept the clips' durations), so ``seqvision stream``
+    gives them every frame; tests/test_training_pace.py trains its own, with the pace."""
     make_synthetic_dataset(root / "synth", num_videos=12, size=32, min_frames=10, max_frames=12, progress=False)
     common = ["data.format=synthetic", f"data.root={root / 'synth'}", "data.num_frames=4", "data.size=32",
               "data.num_workers=0", "encoder.name=resnet18", "encoder.weights=none", f"data.cache_dir={root / 'cache'}",
@@ -33,6 +38,8 @@ def tiny_checkpoints(root: Path) -> dict[str, Path]:
     for name, extra in tasks.items():
         cfg = load_config(overrides=common + extra + [f"out={root / name}"])
         out[name] = Path(train(cfg, progress=False).best_checkpoint)
+        if not pace:
+            dataclasses.replace(Checkpoint.load(out[name]), pace=None).save(out[name])
     out["videos"] = sorted((root / "synth").rglob("*.mp4"))
     return out
 

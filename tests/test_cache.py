@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,36 @@ def test_extract_then_feature_dataset(dataset, tmp_path):
     assert (again.done, again.skipped) == (0, len(good))
     assert again.failed == 1  # the bad file is retried and fails again, never silently "cached"
     assert [p.stat().st_mtime_ns for p in npys] == mtimes
+
+
+def _ffprobe_duration(path: Path) -> float:
+    """The video stream's duration (s) as ffprobe reads it (the outside oracle)."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=duration",
+                          "-of", "csv=p=0", str(path)], capture_output=True, text=True, check=True).stdout
+    return float(out.split()[0].rstrip(","))
+
+
+@pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffprobe (the oracle)")
+def test_records_keep_the_clips_duration_and_frame_rate(dataset, tmp_path):
+    """Each record keeps its source clip's duration and frame rate (the training pace comes from them), read in
+    the decode workers from the reader that decodes the clip: the whole video, or a record's start..end."""
+    rows = [json.loads(x) for x in (dataset / "manifest.jsonl").read_text().splitlines()][:3]
+    rows[1].update(id="windowed", start=0.25, end=0.75)
+    (tmp_path / "clips.jsonl").write_text("".join(json.dumps({**r, "path": str(dataset / r["path"])}) + "\n"
+                                                  for r in rows))
+    cfg = _cfg(dataset, tmp_path, num_workers=1, annotations=str(tmp_path / "clips.jsonl"))
+    extract_features(cfg, progress=False)
+    cache = FeatureCache.from_config(cfg)
+    records = load_index(cfg.data).records
+    assert len(records) == 3
+    for rec in records:
+        entry = cache.entry(rec)
+        assert entry.video_fps == pytest.approx(12.0)
+        if rec.id == "windowed":  # the frames that start..end covers: 0.5 s, to a frame at either end
+            assert abs(entry.clip_seconds - 0.5) <= 1 / 12 + 1e-9
+        else:
+            assert entry.clip_seconds == pytest.approx(_ffprobe_duration(Path(rec.path)), abs=1e-5)
+        assert entry.sampled_rate == pytest.approx(entry.length / entry.clip_seconds)
 
 
 def _key(cfg):

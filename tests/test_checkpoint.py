@@ -165,3 +165,19 @@ def test_newer_or_malformed_checkpoint_is_a_clear_error(tmp_path):
     torch.save({"format": "seqvision-checkpoint", "version": 2, "config": {}}, tmp_path / "short.pt")
     with pytest.raises(CheckpointError, match="lacks required entries: model_state, input_dim"):
         Checkpoint.load(tmp_path / "short.pt")
+
+
+def test_training_pace_round_trips_and_older_files_load_without_it(tmp_path):
+    """``pace`` (the rate the training clips' frames were sampled at) is plain data in the file; a version-2 file
+    written before it was kept has no such entry and loads with ``pace=None``; a malformed one is refused."""
+    pace = {"fps": 5.8, "min": 4.8, "q1": 5.2, "q3": 6.9, "max": 8.0, "clips": 252, "of": 252, "sampler": "uniform",
+            "num_frames": 16}
+    path = save_checkpoint({**_state(), "pace": pace}, tmp_path / "paced.pt")
+    assert torch.load(path, weights_only=True)["pace"] == pace
+    assert Checkpoint.load(path).pace == pace
+    torch.save({**_state(), "format": "seqvision-checkpoint", "version": 2}, tmp_path / "older.pt")  # no "pace"
+    assert Checkpoint.load(tmp_path / "older.pt").pace is None
+    for bad in ({"fps": 0.0}, {"q1": 2.0}, 5.8, {"fps": True}):
+        torch.save({**_state(), "format": "seqvision-checkpoint", "version": 2, "pace": bad}, tmp_path / "bad.pt")
+        with pytest.raises(CheckpointError, match=r"bad.pt.*'pace'"):
+            Checkpoint.load(tmp_path / "bad.pt")

@@ -201,8 +201,9 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
                    help="a video file, a file still being written (--follow), a URL (rtsp://, rtmp://, udp://, "
                         "http(s)://, ...) or a capture device (/dev/video0)")
     p.add_argument("--fps", type=positive_float, default=None,
-                   help="frames per second to run the model at (default: the checkpoint's data.fps when it was "
-                        "trained with the fps sampler, else every frame)")
+                   help="frames per second to run the model at (default: the pace it was trained at: data.fps "
+                        "for the fps sampler; for the uniform sampler the rate the training clips' frames were "
+                        "sampled at, recorded in the checkpoint; else every frame)")
     win = p.add_mutually_exclusive_group()
     win.add_argument("--window", type=positive_float, default=None, metavar="SECONDS",
                      help="windows of this many seconds of stream time, cut as `classify --window` cuts a video: "
@@ -258,17 +259,22 @@ def stream_command(args) -> int:
                                                         f"{args.window}, {args.window_frames}")
     pred = OnlinePredictor.from_checkpoint(args.checkpoint, device=args.device, window=args.window,
                                            window_frames=args.window_frames, top_k=args.top_k)
-    fps = args.fps
-    if fps is None and pred.cfg.data.sampler == "fps" and pred.cfg.data.fps > 0:
-        fps = float(pred.cfg.data.fps)
-    if fps is None and pred.cfg.data.sampler != "all":
-        # Trained on num_frames spread over each clip: its pace per step is the clips' length / num_frames, which
-        # the checkpoint does not record. Every frame is a faster pace than it saw whenever the clips were longer
-        # (the demo's classifier: test accuracy 0.46 on every frame against 0.93 offline, 0.96 at --fps 6).
+    fps = args.fps if args.fps is not None else pred.training_fps  # explicit --fps always wins
+    if args.fps is None and fps is not None and pred.cfg.data.sampler != "fps":
+        pace = pred.pace
+        print(f"seqvision stream: sampling at {fps:.1f} fps, the pace the model was trained at ("
+              f"{pace['num_frames']} frames per clip; median of {pace['clips']} training clips, quartiles "
+              f"{pace['q1']:.1f}-{pace['q3']:.1f}); --fps to change", file=sys.stderr)
+    elif fps is None and pred.cfg.data.sampler != "all":
+        # Trained on num_frames spread over each clip, but the checkpoint does not record its pace (raw video,
+        # or a feature cache or seqvision that did not keep the clips' durations). Every frame is a faster pace
+        # than it saw whenever the clips were longer (the demo's classifier: test accuracy 0.44 on every frame,
+        # 0.94 at --fps 6, 0.93 offline).
         print(f"seqvision stream: note: the model was trained on {pred.cfg.data.num_frames} frames spread over "
-              f"each clip (data.sampler={pred.cfg.data.sampler!r}) and the stream gives it every frame; pass --fps "
-              f"{pred.cfg.data.num_frames}/(typical training clip length in s) so it sees motion at its training "
-              "pace", file=sys.stderr)
+              f"each clip (data.sampler={pred.cfg.data.sampler!r}) and its checkpoint does not record the pace "
+              f"(trained on raw video, or from a feature cache written before seqvision kept the clips' "
+              f"durations); the stream gives it every frame; pass --fps {pred.cfg.data.num_frames}/(typical "
+              "training clip length in s) so it sees motion at its training pace, or retrain", file=sys.stderr)
     idle = {} if args.idle_timeout is None else {"idle_timeout": args.idle_timeout}  # None: FrameSource's default
     source = FrameSource(args.source, follow=args.follow, timeout=args.timeout, reconnects=args.reconnects,
                          backoff=args.backoff, input_format=args.input_format, options=options, **idle)
@@ -376,6 +382,22 @@ def timeline_paths(timeline: str | os.PathLike, videos: list[Path]) -> list[Path
     return out
 
 
+def _window_pace_note(loaded, window: float) -> None:
+    """``classify --window`` feeds each window's ``data.num_frames`` frames (kept at ``num_frames / window``
+    per second), as ``classify`` feeds a clip: its pace is the window's, not every frame. When the checkpoint
+    records the training pace (``Checkpoint.pace``) and the window's pace is outside the training clips' range,
+    a note on stderr names the window that matches."""
+    pace = getattr(loaded.checkpoint, "pace", None)
+    num_frames = loaded.config.data.num_frames
+    rate = num_frames / window
+    if pace is None or pace["min"] - 1e-9 <= rate <= pace["max"] + 1e-9:
+        return
+    print(f"seqvision classify: note: --window {window:g} gives the model {num_frames} frames per "
+          f"{window:g} s ({rate:.1f} fps); it was trained at {pace['fps']:.1f} fps (training clips "
+          f"{pace['min']:.1f}-{pace['max']:.1f}): --window {num_frames / pace['fps']:.3g} matches its pace",
+          file=sys.stderr)
+
+
 def window_command(args, videos, problems) -> int:
     """``seqvision classify --window S [--stride S]``: one line (or JSON line) per window of each video.
 
@@ -392,6 +414,7 @@ def window_command(args, videos, problems) -> int:
         raise ArgumentError("--window/--stride", f"must be > 0 seconds, got {args.window:g}, {args.stride}")
     pngs = timeline_paths(args.timeline, videos) if args.timeline else []
     loaded = load_model(args.checkpoint, device=str(select_device(args.device)), with_encoder=True)
+    _window_pace_note(loaded, args.window)
     failed: list[tuple[str, str]] = []
     report = ErrorReport()  # classify's systemic-failure rule
 

@@ -8,7 +8,8 @@ Layout (``<cache_dir>`` is ``data.cache_dir`` or ``<out>/features``)::
         settings.json               # those settings, readable
         encoder.pt                  # the random-init encoder these features came from (weights "none")
         entries/<key>.npy           # float16 (T, D), memory-mappable
-        entries/<key>.json          # record: id, path, video size/mtime, shape, dtype, length, sha1, ...
+        entries/<key>.json          # record: id, path, video size/mtime, shape, dtype, length, sha1, the
+                                    # clip's duration (s) and frame rate (clip_seconds, video_fps), ...
 
 The fingerprint hashes every setting that changes features (sampler and its options, frame size / resize / crop,
 backend, encoder name, weights (a local file by path + size + mtime), pooling, grid, seed for random init,
@@ -109,6 +110,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, lambda f: f.write(data))
 
 
+def _positive_or_none(value: Any) -> float | None:
+    """A record's optional positive number (absent in records written before it was kept)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None
+
+
 def _npy_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
@@ -130,6 +138,18 @@ class CacheEntry:
     indices: list[int] | None
     frame_labels: list[int] | None
     error: str | None  # set when extraction failed for this video (a known-bad file)
+    # The source clip the frames were sampled from: its duration (s; its frames / video_fps, the record's
+    # start..end when set) and the video's frame rate (Hz). None in records written before they were kept.
+    clip_seconds: float | None = None
+    video_fps: float | None = None
+
+    @property
+    def sampled_rate(self) -> float | None:
+        """The rate the clip's real frames were sampled at (Hz): ``length / clip_seconds``; None when the record
+        has no duration (an older cache) or for a failed video."""
+        if self.error is not None or not self.clip_seconds or self.clip_seconds <= 0 or self.length <= 0:
+            return None
+        return self.length / self.clip_seconds
 
 
 class FeatureCache:
@@ -185,8 +205,12 @@ class FeatureCache:
 
     # ------------------------------------------------------------------------------------------------------------
     def write(self, record, features: np.ndarray, *, length: int, indices: list[int] | None = None,
-              frame_labels: list[int] | None = None) -> CacheEntry:
-        """Store ``features`` ``(T, D)`` of ``record`` atomically (array first, then its record)."""
+              frame_labels: list[int] | None = None, clip_seconds: float | None = None,
+              video_fps: float | None = None) -> CacheEntry:
+        """Store ``features`` ``(T, D)`` of ``record`` atomically (array first, then its record).
+
+        ``clip_seconds`` / ``video_fps``: the source clip's duration (s) and frame rate (Hz), kept in the record
+        (:attr:`CacheEntry.sampled_rate`: the pace training records in its checkpoints)."""
         if features.ndim != 2:
             raise ValueError(f"features must be (T, D), got {features.shape}")
         key = self.key(record)
@@ -197,6 +221,8 @@ class FeatureCache:
                 "dtype": str(features.dtype), "length": int(length), "sha1": array_sha1, "nbytes": len(data),
                 "indices": None if indices is None else [int(i) for i in indices],
                 "frame_labels": None if frame_labels is None else [int(i) for i in frame_labels],
+                "clip_seconds": None if clip_seconds is None else float(clip_seconds),
+                "video_fps": None if video_fps is None else float(video_fps),
                 "error": None, "video": _file_identity(record.path)}
         atomic_write_bytes(self.record_path(key), json.dumps(meta).encode())
         return self._entry(meta)
@@ -218,7 +244,9 @@ class FeatureCache:
         return CacheEntry(key=meta["key"], id=meta["id"], path=meta["path"], shape=tuple(meta["shape"]),
                           dtype=meta["dtype"], length=int(meta["length"]), sha1=meta["sha1"],
                           nbytes=int(meta["nbytes"]), indices=meta.get("indices"),
-                          frame_labels=meta.get("frame_labels"), error=meta.get("error"))
+                          frame_labels=meta.get("frame_labels"), error=meta.get("error"),
+                          clip_seconds=_positive_or_none(meta.get("clip_seconds")),
+                          video_fps=_positive_or_none(meta.get("video_fps")))
 
     def entry(self, record) -> CacheEntry | None:
         """The record of ``record``'s entry, or None when it is not cached (or its record is unreadable)."""

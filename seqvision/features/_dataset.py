@@ -87,6 +87,12 @@ class FeatureDataset(Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
+    def sampled_rates(self) -> list[float | None]:
+        """Per clip, in dataset order: the rate its real frames were sampled at, in Hz (frames sampled per second
+        of the source clip: ``length / clip_seconds``, :attr:`CacheEntry.sampled_rate`); None for a clip whose
+        cache record has no duration (extracted before the cache kept it)."""
+        return [e.sampled_rate for e in self.entries]
+
     def _frame_labels(self, rec, entry: CacheEntry, steps: int) -> torch.Tensor | None:
         labels = None
         if rec.frame_labels is not None and entry.indices is not None:

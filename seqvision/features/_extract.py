@@ -137,17 +137,40 @@ def device_resize(frames: torch.Tensor, *, size: int, resize: str = "square", cr
 # What a DataLoader worker returns
 
 
+class _TimedVideoDataset(VideoDataset):
+    """The extraction's ``VideoDataset``, whose samples also carry their source clip's duration and frame rate
+    (``clip_seconds``: the clip's frames / ``video_fps``, s; ``video_fps``: Hz), read from the reader that
+    decodes the clip, so extraction opens each video once. The training pace (frames sampled per second of
+    clip, recorded in checkpoints) is computed from them."""
+
+    def _window(self, record, n: int, video_fps: float) -> tuple[int, int]:
+        first, count = super()._window(record, n, video_fps)
+        self._clip = (count, float(video_fps))  # a worker loads one sample at a time
+        return first, count
+
+    def __getitem__(self, index: int) -> dict:
+        self._clip = None
+        sample = super().__getitem__(index)
+        if "error" not in sample and self._clip is not None:
+            count, video_fps = self._clip
+            sample["video_fps"] = video_fps if video_fps > 0 else None
+            sample["clip_seconds"] = count / video_fps if video_fps > 0 else None
+        return sample
+
+
 def _collate_frames(samples: list[dict]) -> dict:
     """Runs in the DataLoader worker: the good clips' frames concatenated without padding, per run of equal size.
 
     Returns ``{"runs": [uint8 (N_k, C, H_k, W_k)], "clips": [{"id", "path", "steps", "length", "indices",
-    "frame_labels"}], "errors": [(path, reason)]}``; clip ``i``'s frames follow clip ``i - 1``'s.
+    "frame_labels", "clip_seconds", "video_fps"}], "errors": [(path, reason)]}``; clip ``i``'s frames follow
+    clip ``i - 1``'s.
     """
     good = [s for s in samples if "error" not in s]
     errors = [(str(s["error"][0]), str(s["error"][1])) for s in samples if "error" in s]
     clips = [{"id": str(s["id"]), "path": str(s["path"]), "steps": int(s["video"].shape[0]),
               "length": int(s["length"]), "indices": _as_list(s.get("frame_indices")),
-              "frame_labels": _as_list(s.get("frame_labels"))} for s in good]
+              "frame_labels": _as_list(s.get("frame_labels")), "clip_seconds": s.get("clip_seconds"),
+              "video_fps": s.get("video_fps")} for s in good]
     runs: list[list[torch.Tensor]] = []
     for s in good:
         video = s["video"]  # (T, C, H, W) uint8
@@ -241,7 +264,7 @@ def decode_loader(cfg: Config, records, device: torch.device, *, chunk: int, bat
     """
     data_cfg = dataclasses.replace(cfg.data, on_error="skip")
     workers = min(cfg.data.num_workers, len(records))
-    dataset = VideoDataset.from_config(data_cfg, records, train=False)
+    dataset = _TimedVideoDataset.from_config(data_cfg, records, train=False)
     # Workers split the cores between them: one FFmpeg thread each once there are as many workers as cores;
     # FFmpeg's own choice (about one per core) would run workers x cores threads.
     dataset.decode_threads = max(1, _cores() // workers) if workers > 0 else 0
@@ -265,7 +288,7 @@ class _Chunk:
     """Frames gathered for one CNN call, then its features on their way back to the host."""
 
     pieces: list = field(default_factory=list)  # uint8 (N_k, C, H_k, W_k) on the device
-    clips: list = field(default_factory=list)  # per clip: id, path, steps, length, indices, frame_labels
+    clips: list = field(default_factory=list)  # per clip: id, path, steps, length, indices, frame_labels, ...
     frames: int = 0
     feats: torch.Tensor | None = None  # (N, D) float32 on the host once copied
     ready: object = None  # a CUDA event recorded after the copy back (None on CPU)
@@ -377,7 +400,8 @@ def extract_features(cfg: Config, *, splits: list[str] | str | None = None, prog
                 raise CacheError(f"{rec.path}: features are not finite in {dtype} (max |x| = "
                                  f"{float(np.abs(c.feats.numpy()).max()):.3g}); extract with dtype='float32'")
             writes.append(writer.submit(cache.write, rec, a, length=clip["length"], indices=clip["indices"],
-                                        frame_labels=clip["frame_labels"]))
+                                        frame_labels=clip["frame_labels"], clip_seconds=clip["clip_seconds"],
+                                        video_fps=clip["video_fps"]))
             summary.frames += steps
             summary.done += 1
         bar.update(len(c.clips))

@@ -177,8 +177,22 @@ class OnlinePredictor:
                               else None if window is not None else self.spec.online_window(self.cfg))
         self.top_k = top_k
         self.beam_size = beam_size or self.cfg.eval.beam_size
+        checkpoint = getattr(loaded, "checkpoint", None)
+        self.pace: dict | None = getattr(checkpoint, "pace", None)  # Checkpoint.pace: the training clips' rate
         self._prepare = FramePreparer(self.cfg)
         self.reset()
+
+    @property
+    def training_fps(self) -> float | None:
+        """The frame rate the model was trained at (Hz), the rate to feed it frames at: ``data.fps`` for the
+        ``fps`` sampler, else the rate the training clips' frames were sampled at (``Checkpoint.pace["fps"]``:
+        the median over the training clips of ``data.num_frames`` / clip duration; recorded for the uniform
+        sampler since the feature cache keeps the clips' durations); None when unknown (an older checkpoint or
+        cache), or for a sampler of consecutive frames (``dense``, ``all``)."""
+        data = self.cfg.data
+        if data.sampler == "fps":
+            return float(data.fps) if data.fps > 0 else None
+        return float(self.pace["fps"]) if self.pace is not None else None
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, *, device: str = "cpu", **options) -> "OnlinePredictor":

@@ -60,6 +60,11 @@ class Checkpoint:
         rng: :func:`capture_rng_state` of rank 0; rng_ranks: every rank's (DDP) or None; world_size: ranks.
         metrics: one row per epoch (the run's history); metric / best_metric / best_epoch: the selection.
         extra: plain data other parts attach (e.g. a baseline's metrics), keyed by who wrote it.
+        pace: the rate the training clips' frames were sampled at (``seqvision.train._hooks.training_pace``:
+            ``{"fps": median Hz, "min", "q1", "q3", "max", "clips", "of", "sampler", "num_frames"}``) when the
+            model was trained on ``data.num_frames`` spread over each clip (``data.sampler`` uniform) from a
+            feature cache that kept the clips' durations; None otherwise (and in files written before it was
+            kept). ``seqvision stream`` feeds frames at ``pace["fps"]`` when not told ``--fps``.
 
     Example:
         >>> ckpt = Checkpoint.load("runs/exp/best.pt")
@@ -87,6 +92,7 @@ class Checkpoint:
     best_metric: float | None = None
     best_epoch: int = 0
     extra: dict = field(default_factory=dict)
+    pace: dict | None = None
 
     def __post_init__(self):
         if not self.task:
@@ -128,6 +134,11 @@ class Checkpoint:
             if key in data and not isinstance(data[key], kind):
                 raise CheckpointError(f"{source}: checkpoint entry {key!r} is a {type(data[key]).__name__}, "
                                       f"expected a {kind.__name__} (corrupt checkpoint)")
+        pace = data.get("pace")
+        if pace is not None and not (isinstance(pace, dict) and isinstance(pace.get("fps"), (int, float))
+                                     and not isinstance(pace.get("fps"), bool) and pace["fps"] > 0):
+            raise CheckpointError(f"{source}: checkpoint entry 'pace' is {pace!r}, expected None or a dict with a "
+                                  "positive 'fps' (corrupt checkpoint)")
         return cls(**data)
 
     def save(self, path: str | os.PathLike) -> Path:

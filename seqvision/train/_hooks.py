@@ -3,6 +3,8 @@
 - :func:`prepare_model`: after the datasets and the model are built, before the loop (and before a resume loads
   its weights, which then overwrite anything set here that lives in the state dict). Feature standardisation
   statistics over the training split are set here.
+- :func:`training_pace`: with the model, once: the rate the training clips' frames were sampled at (Hz), which
+  the checkpoints record so that ``seqvision stream`` can feed frames at that pace.
 - :func:`baseline_metrics`: after the loop, on the main rank: a baseline's metrics on the same data (e.g. a
   linear probe on pooled features), reported next to the model's (``train.log``, ``<out>/metrics.json``,
   :attr:`TrainResult.baseline`).
@@ -17,6 +19,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -28,7 +31,11 @@ from ..tasks import Task
 
 log = logging.getLogger("seqvision.train")
 
-__all__ = ["prepare_model", "baseline_metrics", "principal_basis"]
+__all__ = ["prepare_model", "baseline_metrics", "principal_basis", "training_pace", "format_pace", "PACE_SAMPLERS"]
+
+# samplers that spread data.num_frames over each clip, so the pace a model learnt depends on the clips' lengths
+# (the fps sampler's pace is data.fps; dense and all take consecutive frames)
+PACE_SAMPLERS = ("uniform", "random_segment")
 
 # the memory bound on the training frames held at once (256 MiB of float32): the PCA's and the baseline's, so
 # one read (the same seeded subset of clips beyond it) serves both
@@ -71,6 +78,36 @@ def prepare_model(model: nn.Module, data: Any, cfg: Config, *, baseline_task: Ta
         log.info("input projection: the top %d principal components of the standardised training frames (%.1f%% "
                  "of their variance), fixed", k, 100.0 * explained)
     return frames if baseline_task is not None and _baseline_applies(data, baseline_task, cfg) else None
+
+
+def training_pace(data: Any, cfg: Config) -> dict[str, Any] | None:
+    """The pace the model is trained at: the rate the training clips' real frames were sampled at, in Hz
+    (``length / clip duration`` per clip, from the feature cache's records, see
+    :attr:`seqvision.features.CacheEntry.sampled_rate`), for samplers that spread ``data.num_frames`` over each
+    clip (``data.sampler`` uniform or random_segment) and cached features.
+
+    Returns:
+        ``{"fps": median, "min", "q1", "q3", "max" (Hz), "clips": clips measured, "of": training clips,
+        "sampler", "num_frames"}`` (plain data, kept in :attr:`~seqvision.train.Checkpoint.pace`), or None:
+        another sampler, video input, or a cache written before its records kept the clips' durations.
+    """
+    if cfg.train.input != "features" or cfg.data.sampler not in PACE_SAMPLERS:
+        return None
+    rates_of = getattr(data.train, "sampled_rates", None)
+    rates = [r for r in (rates_of() if callable(rates_of) else []) if r is not None]
+    if not rates:
+        return None
+    q = np.quantile(np.asarray(rates, dtype=np.float64), [0.0, 0.25, 0.5, 0.75, 1.0])
+    return {"fps": float(q[2]), "min": float(q[0]), "q1": float(q[1]), "q3": float(q[3]), "max": float(q[4]),
+            "clips": len(rates), "of": len(data.train), "sampler": cfg.data.sampler,
+            "num_frames": int(cfg.data.num_frames)}
+
+
+def format_pace(pace: dict[str, Any]) -> str:
+    """One line of :func:`training_pace`'s result, for the training log."""
+    return (f"training pace: {pace['num_frames']} frames per clip sampled at {pace['fps']:.2f} Hz (median of "
+            f"{pace['clips']} of {pace['of']} training clips; quartiles {pace['q1']:.2f}-{pace['q3']:.2f}, range "
+            f"{pace['min']:.2f}-{pace['max']:.2f}); the checkpoints record it for `seqvision stream`")
 
 
 @torch.no_grad()

@@ -30,7 +30,7 @@ from ..tasks import DecodeOptions, Labels, Task, build_task
 from . import distributed as dist_utils
 from ._checkpoint import Checkpoint, capture_rng_state, restore_rng_state
 from ._data import TrainData, build_train_data
-from ._hooks import baseline_metrics, prepare_model
+from ._hooks import baseline_metrics, format_pace, prepare_model, training_pace
 from ._optim import make_optimizer, make_scaler, make_schedule
 from ._run import RunLog, check_tensorboard, log_to_file, plot_curves, prepare_run_dir, write_errors, write_run_metrics
 
@@ -182,6 +182,7 @@ class Trainer:
         # data-dependent state (feature statistics); the training frames read for it, kept for the baseline
         self._train_frames = prepare_model(model, data, cfg, baseline_task=self.task if self.is_main else None,
                                            progress=self.progress)
+        self.pace = training_pace(data, cfg)  # the frame rate the model learns at, kept in every checkpoint
         self.model = model.to(self.device)
         self.encoder = data.encoder
         self.encoder_trainable = bool(self.encoder is not None and cfg.encoder.trainable)
@@ -240,6 +241,8 @@ class Trainer:
             log.info("training %s on %s (world size %d): %d train / %d val samples, %d steps per epoch, "
                      "selecting on %s", self.task.name, self.device, self.dist.world_size, len(self.data.train),
                      len(self.data.val) if self.data.val is not None else 0, steps_per_epoch, self.metric)
+            if self.pace is not None:
+                log.info("%s", format_pace(self.pace))
         stopped_early = False
         for epoch in range(start + 1, cfg.train.epochs + 1):
             if self._patience_over(epoch - 1):
@@ -454,7 +457,7 @@ class Trainer:
             optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
             scaler=scaler.state_dict() if scaler.is_enabled() else None, epoch=epoch, global_step=self.global_step,
             rng=rng, rng_ranks=rng_ranks, world_size=self.dist.world_size, metrics=[dict(r) for r in self.history],
-            metric=self.metric, best_metric=self.best_metric, best_epoch=self.best_epoch)
+            metric=self.metric, best_metric=self.best_metric, best_epoch=self.best_epoch, pace=self.pace)
 
     def _resume(self, optimizer, scheduler, scaler) -> int:
         path = self.out / "last.pt"
