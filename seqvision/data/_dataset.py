@@ -32,8 +32,10 @@ class VideoDataset(Dataset):
     """Decoded clips of a list of :class:`VideoRecord`, as sample dicts (see ``docs/DESIGN.md``).
 
     Each item is ``{"video": uint8 (T, C, H, W), "length": int, "label": int | None, "frame_labels": long (T,),
-    "captions": list[str], "path": str, "id": str, "index": int, "frame_indices": list[int]}`` (the decoded
-    video frames). ``length`` counts the real frames; under
+    "captions": list[str], "path": str, "id": str, "index": int, "frame_indices": list[int], "video_fps": float
+    | None, "clip_seconds": float | None}`` (the decoded video frames; the video's frame rate in Hz and the
+    duration of the window sampled from, its frames / ``video_fps`` in seconds, None when the file gives no
+    rate: what the training pace is computed from). ``length`` counts the real frames; under
     ``short_policy="repeat"`` the clip is padded to ``num_frames`` by repeating its last frame and
     ``frame_labels`` is -100 on those steps (and everywhere when the record has no frame labels).
 
@@ -217,7 +219,8 @@ class VideoDataset(Dataset):
                     video = plain(self.transform(as_video(video)))
         return {"video": video, "length": length, "label": record.label, "frame_labels": frame_labels,
                 "captions": list(record.captions), "path": record.path, "id": record.id, "index": index,
-                "frame_indices": indices}
+                "frame_indices": indices, "video_fps": video_fps if video_fps > 0 else None,
+                "clip_seconds": count / video_fps if video_fps > 0 else None}
 
     def __repr__(self) -> str:
         return (f"VideoDataset({len(self.records)} videos, num_frames={self.num_frames}, sampler={self.sampler!r}, "

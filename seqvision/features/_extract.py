@@ -137,27 +137,6 @@ def device_resize(frames: torch.Tensor, *, size: int, resize: str = "square", cr
 # What a DataLoader worker returns
 
 
-class _TimedVideoDataset(VideoDataset):
-    """The extraction's ``VideoDataset``, whose samples also carry their source clip's duration and frame rate
-    (``clip_seconds``: the clip's frames / ``video_fps``, s; ``video_fps``: Hz), read from the reader that
-    decodes the clip, so extraction opens each video once. The training pace (frames sampled per second of
-    clip, recorded in checkpoints) is computed from them."""
-
-    def _window(self, record, n: int, video_fps: float) -> tuple[int, int]:
-        first, count = super()._window(record, n, video_fps)
-        self._clip = (count, float(video_fps))  # a worker loads one sample at a time
-        return first, count
-
-    def __getitem__(self, index: int) -> dict:
-        self._clip = None
-        sample = super().__getitem__(index)
-        if "error" not in sample and self._clip is not None:
-            count, video_fps = self._clip
-            sample["video_fps"] = video_fps if video_fps > 0 else None
-            sample["clip_seconds"] = count / video_fps if video_fps > 0 else None
-        return sample
-
-
 def _collate_frames(samples: list[dict]) -> dict:
     """Runs in the DataLoader worker: the good clips' frames concatenated without padding, per run of equal size.
 
@@ -264,7 +243,7 @@ def decode_loader(cfg: Config, records, device: torch.device, *, chunk: int, bat
     """
     data_cfg = dataclasses.replace(cfg.data, on_error="skip")
     workers = min(cfg.data.num_workers, len(records))
-    dataset = _TimedVideoDataset.from_config(data_cfg, records, train=False)
+    dataset = VideoDataset.from_config(data_cfg, records, train=False)
     # Workers split the cores between them: one FFmpeg thread each once there are as many workers as cores;
     # FFmpeg's own choice (about one per core) would run workers x cores threads.
     dataset.decode_threads = max(1, _cores() // workers) if workers > 0 else 0
