@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--batch-size", type=_stream.positive_int, default=8)
         p.set_defaults(func=c.cmd_predict, mode=name)
 
-    p = sub.add_parser("inspect", help="PNG plots of gates, states and attention over a clip's frames")
+    p = sub.add_parser("inspect", help="PNG plots of gates, states and attention over a clip's frames, and "
+                                       "frames.json: the video frame index and time (s) of each step")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("video")
     p.add_argument("--out", default="inspect_out")
