@@ -101,6 +101,134 @@ def test_greedy_caption_that_finished_beats_beams_cut_at_max_len():
         assert float(out.scores[0]) >= float(greedy.scores[0]) - 1e-6, beam
 
 
+class RowCountingBigram(BigramCaptioner):
+    """Records how many rows each decoder step ran."""
+
+    def _step(self, words, state, memory):
+        self.rows.append(len(words))
+        return super()._step(words, state, memory)
+
+
+def test_greedy_caption_decoded_alone_after_every_beam_is_done():
+    """Two beams: after one word they hold "one" (.4) and "there" (.36); after two "there goes" (.36 * .55) and
+    "there runs" (.36 * .45) prune greedy's "one dot" (.16); both end at the next word, which fills the pool and
+    ends the beam search after 3 steps. The greedy caption is still running then ("one dot a b", finished at the
+    5th step) and has the best score: log(.16) / 5 ** .6 = -0.698 over log(.198) / 3 ** .6 = -0.838. Its row
+    is the beam's while the beam holds its prefix, its own from step 3, the only one from step 4."""
+    vocab = Vocabulary.build(["one dot spot blob a b there here goes runs"])
+    table = {"<bos>": {"one": 0.4, "there": 0.36, "here": 0.24}, "one": {"dot": 0.4, "spot": 0.3, "blob": 0.3},
+             "dot": {"a": 1.0}, "a": {"b": 1.0}, "b": {"<eos>": 1.0}, "there": {"goes": 0.55, "runs": 0.45},
+             "here": {"goes": 1.0}, "goes": {"<eos>": 1.0}, "runs": {"<eos>": 1.0}}
+    model = RowCountingBigram(vocab, table, max_len=8).eval()
+    x, lengths = torch.zeros(1, 3, 3), torch.tensor([3])
+    model.rows = []
+    greedy = model.predict(x, lengths)
+    assert greedy.texts == ["one dot a b"]
+    model.rows = []
+    out = model.predict(x, lengths, beam_size=2)
+    assert model.rows == [2, 2, 3, 1, 1]
+    assert [model.vocab.decode(t) for t in out.beam_tokens[0]] == ["one dot a b", "there goes"]
+    want = [math.log(0.16) / 5 ** 0.6, math.log(0.36 * 0.55) / 3 ** 0.6]
+    torch.testing.assert_close(out.beam_scores[0], torch.tensor(want), atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.scores, greedy.scores)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# random tiny captioners against exhaustive search
+
+def _tiny_captioner(seed: int, decoder: str, cell: str) -> Captioner:
+    """2 words (+ <unk>, also a word the decoder may emit), max 3 words: 1 + 3 + 9 + 27 = 40 captions. The word
+    classifier is scaled up so that the distributions are far from uniform and <eos> comes at different steps."""
+    torch.manual_seed(seed)
+    cfg = ModelConfig(task="caption", cell=cell, hidden=8, embed_dim=4, attention_dim=4, decoder=decoder,
+                      head_dropout=0.0, max_caption_len=3)
+    model = build_model(cfg, input_dim=5, vocab=Vocabulary.build(["a b"])).eval()
+    with torch.no_grad():
+        model.out.weight.mul_(3.0)
+    return model
+
+
+def _all_captions(model: Captioner, x: torch.Tensor, lengths: torch.Tensor, length_penalty: float):
+    """Every caption of at most ``max_len`` words for each clip, scored teacher-forced (no search): per clip a list
+    of ``(cut, score, ids with <eos>)`` best first, ranked as :meth:`Captioner.predict` documents (captions that
+    end by the model's own ``<eos>`` before those cut at ``max_len``, then by ``sum(log p) / tokens ** lp``)."""
+    vocab, L = model.vocab, model.max_len
+    words = [i for i in range(len(vocab)) if i not in (vocab.pad_id, vocab.bos_id, vocab.eos_id)]
+    out = [[] for _ in range(len(x))]
+    with torch.no_grad():
+        for n in range(L + 1):
+            combos = list(itertools.product(words, repeat=n))
+            S = len(combos)
+            seqs = torch.tensor(combos, dtype=torch.long).reshape(S, n)  # (S, n)
+            inputs = torch.cat([torch.full((S, 1), vocab.bos_id), seqs], dim=1)  # (S, n + 1)
+            targets = torch.cat([seqs, torch.full((S, 1), vocab.eos_id)], dim=1)
+            for b in range(len(x)):
+                logits = model(x[b: b + 1].expand(S, -1, -1), lengths[b: b + 1].expand(S), inputs).logits
+                logp = logits.float().log_softmax(-1)  # (S, n + 1, V)
+                total = logp.gather(2, targets[..., None])[..., 0].sum(1)  # (S,)
+                last = logp[:, -1].clone()
+                last[:, [vocab.pad_id, vocab.bos_id]] = float("-inf")  # never generated
+                cut = (last.argmax(-1) != vocab.eos_id) & (n == L)  # <eos> forced at max_len, not the model's
+                for s in range(S):
+                    out[b].append((bool(cut[s]), float(total[s]) / (n + 1) ** length_penalty, targets[s].tolist()))
+    return [sorted(c, key=lambda h: (h[0], -h[1])) for c in out]
+
+
+@pytest.mark.parametrize("decoder,cell", [("attention", "lstm"), ("s2vt", "gru"), ("attention", "rnn")])
+def test_beam_wide_enough_for_every_caption_is_exhaustive_search(decoder, cell):
+    """With K >= the number of captions (40) beam search keeps every one: its K results are all captions,
+    ranked; the best is the true best caption. Orders are compared where scores differ by more than float noise."""
+    for seed in range(3):
+        model = _tiny_captioner(seed, decoder, cell)
+        g = torch.Generator().manual_seed(seed)
+        x, lengths = torch.randn(3, 4, 5, generator=g), torch.tensor([4, 2, 3])
+        for lp in (0.0, 0.6, 1.0):
+            truth = _all_captions(model, x, lengths, lp)
+            out = model.predict(x, lengths, beam_size=40, length_penalty=lp)
+            assert out.beam_tokens.shape[1] == 40
+            for b in range(len(x)):
+                got = [(row[: row.index(model.vocab.eos_id) + 1], float(s))
+                       for row, s in zip(out.beam_tokens[b].tolist(), out.beam_scores[b])]
+                torch.testing.assert_close(torch.tensor([s for _, s in got]), torch.tensor([h[1] for h in truth[b]]),
+                                           atol=1e-5, rtol=0)
+                assert sorted(map(tuple, (t for t, _ in got))) == sorted(tuple(h[2]) for h in truth[b])
+                for k, (tokens, _) in enumerate(got):
+                    near = [h[2] for h in truth[b] if h[0] == truth[b][k][0] and abs(h[1] - truth[b][k][1]) < 1e-5]
+                    assert tokens in near, (seed, lp, b, k)
+
+
+@pytest.mark.parametrize("decoder,cell", [("attention", "lstm"), ("s2vt", "lstm"), ("attention", "gru")])
+def test_greedy_row_is_the_greedy_caption(decoder, cell):
+    """Beam K returns the best K of its finished pool plus the greedy caption: the greedy caption (tokens, score,
+    cut or not, as the standalone greedy decoding gives them) is among the K results unless K results rank
+    ahead of it. Random tiny captioners, where greedy's prefix is often pruned."""
+    checked = {"returned": 0, "outranked": 0}
+    for seed in range(8):
+        model = _tiny_captioner(seed, decoder, cell)
+        g = torch.Generator().manual_seed(100 + seed)
+        x, lengths = torch.randn(6, 4, 5, generator=g), torch.randint(1, 5, (6,), generator=g)
+        with torch.no_grad():
+            memory, state = model._encode(x, lengths)
+            g_tokens, g_scores, _, g_cut = model._greedy(memory, state, model.max_len, 0.6, None)
+        for K in (1, 2, 3, 5):
+            out = model.predict(x, lengths, beam_size=K)
+            for b in range(len(x)):
+                seq = g_tokens[b].tolist()
+                seq = seq[: seq.index(model.vocab.eos_id) + 1]
+                rows = [row[: row.index(model.vocab.eos_id) + 1] if model.vocab.eos_id in row else None
+                        for row in out.beam_tokens[b].tolist()]
+                if seq in rows:
+                    k = rows.index(seq)
+                    assert abs(float(out.beam_scores[b, k]) - float(g_scores[b])) < 1e-5, (seed, K, b)
+                    checked["returned"] += 1
+                else:  # K captions rank ahead: finished ones only, if greedy finished, each scoring at least as well
+                    assert torch.isfinite(out.beam_scores[b]).all(), (seed, K, b)
+                    if not g_cut[b]:
+                        assert (out.beam_scores[b] >= g_scores[b] - 1e-5).all(), (seed, K, b)
+                    checked["outranked"] += 1
+    assert checked["returned"] and checked["outranked"], checked
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # a captioner trained on the synthetic caption grammar
 

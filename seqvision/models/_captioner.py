@@ -254,7 +254,7 @@ class Captioner(nn.Module):
 
         Args:
             beam_size: 1 = greedy; K > 1 = beam search over K beams per clip (batched as ``(B*K, ...)``), whose
-                best caption never ranks below the greedy one (that is decoded beside the beams).
+                best caption never ranks below the greedy one (decoded in the same batch, see ``_beam``).
             max_len: at most this many words (``<eos>`` excluded; default ``max_len`` of the model); a caption
                 that reaches it is ended with ``<eos>``.
             length_penalty: final scores are ``sum(log p) / num_tokens ** length_penalty`` (0 = raw sum; 1 = per
@@ -299,12 +299,22 @@ class Captioner(nn.Module):
             logp = only_eos
         return logp
 
+    def _greedy_advance(self, w: torch.Tensor, logp: torch.Tensor, finished: torch.Tensor, total: torch.Tensor,
+                        count: torch.Tensor):
+        """One greedy step of rows that picked ``w (N,)`` from ``logp (N, V)``: a finished row writes ``<pad>``
+        and adds nothing; the others add the pick's log p to ``total (N,)`` and one token to ``count (N,)``.
+        Returns ``w``, ``total``, ``count``, ``finished (N,)`` (now also the rows that picked ``<eos>``)."""
+        w = w.masked_fill(finished, self.vocab.pad_id)
+        total = total + logp.gather(1, w[:, None])[:, 0].masked_fill(finished, 0.0)
+        count = count + (~finished).float()
+        return w, total, count, finished | (w == self.vocab.eos_id)
+
     def _greedy(self, memory: _Memory, state, max_len: int, length_penalty: float, temperature: float | None):
         """Returns ``tokens (B, L)``, ``scores (B,)``, attention ``(B, L, T)`` or None, and ``cut (B,)`` bool: the
         caption reached ``max_len`` and its ``<eos>`` was forced there (the model's own choice was another word)."""
         B = memory.outputs.shape[0]
         dev = memory.outputs.device
-        pad, eos = self.vocab.pad_id, self.vocab.eos_id
+        eos = self.vocab.eos_id
         words = torch.full((B,), self.vocab.bos_id, dtype=torch.long, device=dev)
         finished = torch.zeros(B, dtype=torch.bool, device=dev)
         total = torch.zeros(B, device=dev)
@@ -321,12 +331,9 @@ class Captioner(nn.Module):
                 w = torch.multinomial(probs, 1)[:, 0]
             else:
                 w = logp.argmax(-1)  # (B,)
-            w = w.masked_fill(finished, pad)
-            total = total + logp.gather(1, w[:, None])[:, 0].masked_fill(finished, 0.0)
-            count = count + (~finished).float()
             if attn is not None:
                 attns.append(attn.masked_fill(finished[:, None], 0.0))
-            finished = finished | (w == eos)
+            w, total, count, finished = self._greedy_advance(w, logp, finished, total, count)
             tokens.append(w)
             words = w
             if bool(finished.all()):
@@ -346,9 +353,13 @@ class Captioner(nn.Module):
         hypothesis that ended by itself, so a truncated caption is returned only when fewer than ``K`` finished.
         Pruning can drop the greedy caption's prefix for ``K`` prefixes that are more probable so far but run past
         ``max_len`` (the demo's "there is a small yellow circle that moves from the top to", cut, over greedy's
-        finished "a small circle in blue moves from the top to the bottom"), so the greedy caption, decoded
-        beside the beams, joins the pool too: the best caption returned is never ranked below greedy's under the
-        same scoring. With ``K = 1`` this is greedy decoding.
+        finished "a small circle in blue moves from the top to the bottom"), so the greedy caption joins the pool
+        too: the best caption returned is never ranked below greedy's under the same scoring. It is decoded in the
+        same step loop, one more hypothesis per clip that follows the argmax and is never pruned. It reads the
+        row of the live beam that holds its prefix (usually one does), and gets a row of its own in the batch
+        only from the step its prefix is pruned until it ends: a row per clip throughout would cost as much as a
+        separate greedy loop (the work grows with the rows, not the loops). With ``K = 1`` this is greedy
+        decoding.
 
         Returns ``tokens (B, K, L)`` (each ends in ``<eos>``, then ``<pad>``), ``scores (B, K)`` (``-inf`` for a
         missing hypothesis), attention ``(B, K, L, T)`` or None."""
@@ -357,7 +368,8 @@ class Captioner(nn.Module):
         dev = memory.outputs.device
         pad, eos = self.vocab.pad_id, self.vocab.eos_id
         V = len(self.vocab)
-        g_tokens, g_scores, g_attn, g_cut = self._greedy(memory, state, max_len, length_penalty, None)  # (B, Lg)
+        clips = memory  # (B, T, M); the batch's rows are the N beam rows, then the greedy rows of their own
+        beam_clip = torch.arange(N, device=dev) // K  # (N,) the clip of each beam row
         memory = memory.expand(K)
         state = tuple(repeat(s, "l b h -> l (b k) h", k=K) for s in state)  # (1, N, Hd)
         scores = torch.zeros(B, K, device=dev)
@@ -368,61 +380,107 @@ class Captioner(nn.Module):
         attn_hist = None  # (N, t, T)
         base = torch.arange(B, device=dev)[:, None] * K  # (B, 1)
         rank = torch.arange(2 * K, device=dev)[None]  # (1, 2K)
+        g_row = base[:, 0].clone()  # (B,) the batch row holding each clip's greedy prefix (0 once it ended)
+        g_finished = torch.zeros(B, dtype=torch.bool, device=dev)
+        g_total = torch.zeros(B, device=dev)
+        g_count = torch.zeros(B, device=dev)
+        g_cut = torch.zeros(B, dtype=torch.bool, device=dev)
+        g_tokens, g_attns = [], []  # per step (B,), (B, T)
         # per clip: [(truncated, -normalised score, order, tokens (L,), attention (L, T) or None)]
         pools: list[list[tuple]] = [[] for _ in range(B)]
         done = [False] * B
+        beams_live = True  # False once every clip is done: then only greedy rows of their own are decoded
+        layout = (True, [])  # the batch's rows: beam rows or not, clips with a greedy row of their own
         serial = 0
         for t in range(max_len + 1):
             logits, state, attn = self._step(words, state, memory)
-            logp = self._next_logp(logits, t, max_len)  # (N, V); at t == max_len only <eos> is finite
-            cand = rearrange(scores[:, None] + logp, "(b k) v -> b (k v)", k=K)  # (B, K*V)
-            top, idx = cand.topk(min(2 * K, K * V), dim=1)  # (B, 2K) best first
-            src = base + idx // V  # (B, 2K) flat index of the live hypothesis each candidate extends
-            word = idx % V  # (B, 2K)
-            done_t = torch.tensor(done, device=dev)  # (B,)
-            ends = (word == eos) & torch.isfinite(top) & ~done_t[:, None]  # (B, 2K)
-            finish = ends & (rank[:, : top.shape[1]] < K)  # only an <eos> among the best K candidates finishes
+            logp = self._next_logp(logits, t, max_len)  # (rows, V); at t == max_len only <eos> is finite
             # at max_len <eos> is forced: a hypothesis is cut short there unless <eos> was the model's own choice
-            cut = torch.zeros(N, dtype=torch.bool, device=dev)
+            own_not_eos = None
             if t == max_len:
-                cut = self._next_logp(logits, t, max_len + 1).argmax(-1) != eos  # (N,) unforced choice
-            cut_list = cut.tolist()
-            top_list = top.detach().tolist()
-            for b, j in finish.nonzero().tolist():
-                truncated = cut_list[int(src[b, j])]
-                score = top_list[b][j] / (t + 1) ** length_penalty  # t + 1 tokens, <eos> included
-                pool = pools[b]
-                if not truncated and len(pool) >= K:
-                    worst = max(range(len(pool)), key=lambda i: pool[i][:3])
-                    if (False, -score, serial) >= pool[worst][:3]:
-                        continue
-                    pool.pop(worst)
-                seq = torch.cat([tokens[src[b, j]], word[b, j: j + 1]])  # (t + 1,)
-                hist = None
-                if attn is not None:
-                    prev = attn_hist[src[b, j]] if attn_hist is not None else attn.new_zeros(0, attn.shape[-1])
-                    hist = torch.cat([prev, attn[src[b, j]][None]])  # (t + 1, T)
-                pool.append((truncated, -score, serial, seq, hist))
-                serial += 1
-            # the best K candidates that do not end live on
-            key = rank[:, : top.shape[1]] + (word == eos) * (2 * K) + (~torch.isfinite(top)) * (4 * K)
-            keep = key.argsort(dim=1)[:, :K]  # (B, K)
-            live = top.gather(1, keep)  # (B, K) best first
-            best_live = (live[:, 0] / (t + 1) ** length_penalty).tolist()
-            for b, pool in enumerate(pools):  # done: the pool is full and beats the best live hypothesis
-                if not done[b] and len(pool) >= K and min(-h[1] for h in pool) >= best_live[b]:
-                    done[b] = True
-            if t == max_len or all(done):
-                break
-            scores = rearrange(live.masked_fill(torch.tensor(done, device=dev)[:, None], float("-inf")),
-                               "b k -> (b k)")  # a clip that is done keeps dead beams
-            sel = rearrange(src.gather(1, keep), "b k -> (b k)")  # (N,)
-            words = rearrange(word.gather(1, keep), "b k -> (b k)")
-            state = tuple(s.index_select(1, sel) for s in state)
-            tokens = torch.cat([tokens[sel], words[:, None]], dim=1)  # (N, t+1)
+                own_not_eos = self._next_logp(logits, t, max_len + 1).argmax(-1) != eos  # (rows,)
+                g_cut = ~g_finished & own_not_eos[g_row]
             if attn is not None:
-                step_attn = attn[sel][:, None]  # (N, 1, T)
-                attn_hist = step_attn if attn_hist is None else torch.cat([attn_hist[sel], step_attn], dim=1)
+                g_attns.append(attn[g_row].masked_fill(g_finished[:, None], 0.0))
+            g_logp = logp[g_row]  # (B, V)
+            g_words, g_total, g_count, g_finished = self._greedy_advance(g_logp.argmax(-1), g_logp, g_finished,
+                                                                         g_total, g_count)
+            g_tokens.append(g_words)
+            if beams_live:
+                cand = rearrange(scores[:, None] + logp[:N], "(b k) v -> b (k v)", k=K)  # (B, K*V)
+                top, idx = cand.topk(min(2 * K, K * V), dim=1)  # (B, 2K) best first
+                src = base + idx // V  # (B, 2K) flat index of the live hypothesis each candidate extends
+                word = idx % V  # (B, 2K)
+                done_t = torch.tensor(done, device=dev)  # (B,)
+                ends = (word == eos) & torch.isfinite(top) & ~done_t[:, None]  # (B, 2K)
+                finish = ends & (rank[:, : top.shape[1]] < K)  # only an <eos> among the best K candidates finishes
+                cut_list = own_not_eos[:N].tolist() if t == max_len else [False] * N
+                top_list = top.detach().tolist()
+                for b, j in finish.nonzero().tolist():
+                    truncated = cut_list[int(src[b, j])]
+                    score = top_list[b][j] / (t + 1) ** length_penalty  # t + 1 tokens, <eos> included
+                    pool = pools[b]
+                    if not truncated and len(pool) >= K:
+                        worst = max(range(len(pool)), key=lambda i: pool[i][:3])
+                        if (False, -score, serial) >= pool[worst][:3]:
+                            continue
+                        pool.pop(worst)
+                    seq = torch.cat([tokens[src[b, j]], word[b, j: j + 1]])  # (t + 1,)
+                    hist = None
+                    if attn is not None:
+                        prev = attn_hist[src[b, j]] if attn_hist is not None else attn.new_zeros(0, attn.shape[-1])
+                        hist = torch.cat([prev, attn[src[b, j]][None]])  # (t + 1, T)
+                    pool.append((truncated, -score, serial, seq, hist))
+                    serial += 1
+                # the best K candidates that do not end live on
+                key = rank[:, : top.shape[1]] + (word == eos) * (2 * K) + (~torch.isfinite(top)) * (4 * K)
+                keep = key.argsort(dim=1)[:, :K]  # (B, K)
+                live = top.gather(1, keep)  # (B, K) best first
+                # an <eos> is kept only when fewer than K other candidates are finite (K > V - 3): its beam is dead,
+                # it must not go on after <eos>
+                live = live.masked_fill(word.gather(1, keep) == eos, float("-inf"))
+                best_live = (live[:, 0] / (t + 1) ** length_penalty).tolist()
+                for b, pool in enumerate(pools):  # done: the pool is full and beats the best live hypothesis
+                    if not done[b] and len(pool) >= K and min(-h[1] for h in pool) >= best_live[b]:
+                        done[b] = True
+            if t == max_len:
+                break
+            beams_live = beams_live and not all(done)
+            on_beam = torch.zeros(B, dtype=torch.bool, device=dev)  # the greedy prefix is a live beam's
+            if beams_live:
+                scores = rearrange(live.masked_fill(torch.tensor(done, device=dev)[:, None], float("-inf")),
+                                   "b k -> (b k)")  # a clip that is done keeps dead beams
+                sel = rearrange(src.gather(1, keep), "b k -> (b k)")  # (N,)
+                beam_words = rearrange(word.gather(1, keep), "b k -> (b k)")
+                tokens = torch.cat([tokens[sel], beam_words[:, None]], dim=1)  # (N, t+1)
+                if attn is not None:
+                    step_attn = attn[sel][:, None]  # (N, 1, T)
+                    attn_hist = step_attn if attn_hist is None else torch.cat([attn_hist[sel], step_attn], dim=1)
+                match = ((sel.view(B, K) == g_row[:, None])
+                         & (beam_words.view(B, K) == g_words[:, None]))  # (B, K): at most one beam per clip
+                on_beam = match.any(1) & ~g_finished
+            own = (~g_finished & ~on_beam).nonzero()[:, 0]  # (d,) clips whose greedy prefix no beam holds
+            own_list = own.tolist()
+            if not beams_live and not own_list:
+                break
+            rows = sel if beams_live else own.new_zeros(0)  # (rows,) the rows that go on: beams, then own greedy
+            words = beam_words if beams_live else own.new_zeros(0)
+            new_row = base[:, 0] + match.int().argmax(1) if beams_live else g_row
+            new_row = torch.where(on_beam, new_row, 0)  # an ended greedy caption reads row 0 (its step is masked)
+            if own_list:
+                new_row[own] = len(rows) + torch.arange(len(own_list), device=dev)
+                rows = torch.cat([rows, g_row[own]])
+                words = torch.cat([words, g_words[own]])
+            g_row = new_row
+            state = tuple(s.index_select(1, rows) for s in state)
+            if (beams_live, own_list) != layout:  # the rows changed: so does the memory they read
+                layout = (beams_live, own_list)
+                clip = torch.cat([beam_clip, own]) if beams_live else own  # (rows,)
+                memory = _Memory(clips.outputs[clip], None if clips.keys is None else clips.keys[clip],
+                                 clips.mask[clip])  # (rows, T, M)
+        g_tokens = torch.stack(g_tokens, dim=1)  # (B, Lg)
+        g_scores = g_total / g_count.clamp(min=1) ** length_penalty  # (B,)
+        g_attn = torch.stack(g_attns, dim=1) if g_attns else None  # (B, Lg, T)
         g_len = ((g_tokens == eos).int().argmax(1) + 1).tolist()  # every greedy caption ends in one <eos>
         for b, pool in enumerate(pools):
             seq = g_tokens[b, : g_len[b]]
