@@ -369,8 +369,10 @@ class Captioner(nn.Module):
         pad, eos = self.vocab.pad_id, self.vocab.eos_id
         V = len(self.vocab)
         clips = memory  # (B, T, M); the batch's rows are the N beam rows, then the greedy rows of their own
-        beam_clip = torch.arange(N, device=dev) // K  # (N,) the clip of each beam row
-        memory = memory.expand(K)
+        beams = memory.expand(K)  # (N, T, M)
+        # the beam rows' memory, then room for the greedy rows of their own: the batch reads a prefix of it
+        buf = _Memory(*(None if m is None else torch.cat([m, m[:B]]) for m in (beams.outputs, beams.keys, beams.mask)))
+        memory = _Memory(buf.outputs[:N], None if buf.keys is None else buf.keys[:N], buf.mask[:N])
         state = tuple(repeat(s, "l b h -> l (b k) h", k=K) for s in state)  # (1, N, Hd)
         scores = torch.zeros(B, K, device=dev)
         scores[:, 1:] = float("-inf")  # all beams start identical: expand only the first
@@ -475,9 +477,15 @@ class Captioner(nn.Module):
             state = tuple(s.index_select(1, rows) for s in state)
             if (beams_live, own_list) != layout:  # the rows changed: so does the memory they read
                 layout = (beams_live, own_list)
-                clip = torch.cat([beam_clip, own]) if beams_live else own  # (rows,)
-                memory = _Memory(clips.outputs[clip], None if clips.keys is None else clips.keys[clip],
-                                 clips.mask[clip])  # (rows, T, M)
+                if beams_live:  # the greedy rows' memory goes after the beam rows': d rows copied, a prefix read
+                    n = N + len(own_list)
+                    for part, whole in ((buf.outputs, clips.outputs), (buf.keys, clips.keys), (buf.mask, clips.mask)):
+                        if part is not None:
+                            part[N:n] = whole[own]
+                    memory = _Memory(buf.outputs[:n], None if buf.keys is None else buf.keys[:n], buf.mask[:n])
+                else:
+                    memory = _Memory(clips.outputs[own], None if clips.keys is None else clips.keys[own],
+                                     clips.mask[own])  # (d, T, M)
         g_tokens = torch.stack(g_tokens, dim=1)  # (B, Lg)
         g_scores = g_total / g_count.clamp(min=1) ** length_penalty  # (B,)
         g_attn = torch.stack(g_attns, dim=1) if g_attns else None  # (B, Lg, T)
