@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from seqvision.config import load_config, save_config
+from seqvision.data import make_synthetic_dataset
 from seqvision.errors import CheckpointError
 from seqvision.train import (
     CHECKPOINT_VERSION,
@@ -103,6 +105,29 @@ def test_truncated_corrupt_missing_and_foreign(tmp_path):
     torch.save({"state_dict": {"w": torch.zeros(1)}}, tmp_path / "foreign.pt")  # plain, but not ours
     with pytest.raises(CheckpointError, match="not a seqvision checkpoint"):
         load_checkpoint(tmp_path / "foreign.pt")
+
+
+def test_a_file_of_another_kind_is_named_not_called_pickled(tmp_path):
+    """A run folder's config.yaml or a video passed as --checkpoint was "not a plain-data checkpoint: it holds
+    pickled Python objects", and metrics.csv "(IndexError: pop from empty list)" (a new-user trial). The file's
+    first bytes are checked before torch.load: not a zip archive or a pickle -> it says what the file looks like."""
+    config = tmp_path / "config.yaml"
+    save_config(load_config(), config)
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text("epoch,train_loss,lr\n1,0.5,0.001\n")
+    manifest = make_synthetic_dataset(tmp_path / "synth", num_videos=1, size=32, min_frames=4, max_frames=4,
+                                      val_fraction=0.0, test_fraction=0.0, progress=False)
+    video = next((tmp_path / "synth" / "videos").glob("*.mp4"))
+    cases = {config: "YAML (starts ", metrics: "CSV (starts 'epoch,train_loss,lr')", video: "a video (MP4/MOV)",
+             manifest: "JSON lines (starts '{"}
+    for path, kind in cases.items():
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(path)
+        assert str(info.value).startswith(f"{path}: not a seqvision checkpoint (a PyTorch .pt file written by "
+                                          f"seqvision train): it looks like {kind}"), str(info.value)
+    save_checkpoint(_state(), tmp_path / "good.pt")  # both of torch's formats still load
+    torch.save(load_checkpoint(tmp_path / "good.pt"), tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    assert load_checkpoint(tmp_path / "legacy.pt")["epoch"] == 1
 
 
 def test_rng_state_round_trip(tmp_path):

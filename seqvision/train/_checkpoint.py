@@ -153,13 +153,19 @@ class Checkpoint:
 
         Raises:
             CheckpointError: naming the file, when it is missing, truncated or corrupt, not a seqvision
-                checkpoint, of an unsupported version, or holds pickled Python objects (never unpickled).
+                checkpoint, of an unsupported version, or holds pickled Python objects (never unpickled); a file
+                that is no torch.save file at all (a YAML config, a CSV, a video) is named from its first bytes.
         """
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"{path}: checkpoint file does not exist")
         if path.stat().st_size == 0:
             raise CheckpointError(f"{path}: checkpoint file is empty (truncated)")
+        with open(path, "rb") as f:
+            head = f.read(4096)
+        if not head.startswith(_TORCH_MAGIC):  # torch.load would call a YAML file "pickled objects"
+            raise CheckpointError(f"{path}: not a seqvision checkpoint (a PyTorch .pt file written by seqvision "
+                                  f"train): it looks like {_looks_like(path, head)}")
         try:
             state = torch.load(path, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError as exc:
@@ -216,6 +222,39 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
         >>> ckpt["epoch"], ckpt["label_names"][:3]
     """
     return Checkpoint.load(path, map_location=map_location).to_dict()
+
+
+# What a file torch.save wrote starts with: a zip archive (PyTorch >= 1.6) or a pickle of protocol 2+ (the legacy
+# format, and raw pickles). Anything else is another kind of file, named by _looks_like.
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+
+# (first bytes, offset, what) of the files a user is likely to pass by mistake
+_SIGNATURES = (
+    (b"ftyp", 4, "a video (MP4/MOV)"), (b"\x1a\x45\xdf\xa3", 0, "a video (Matroska/WebM)"),
+    (b"RIFF", 0, "a video or audio file (RIFF: AVI/WAV)"), (b"\x00\x00\x01\xba", 0, "a video (MPEG program stream)"),
+    (b"\x00\x00\x01\xb3", 0, "a video (MPEG-1/2 elementary stream)"), (b"\x00\x00\x00\x01", 0, "a video (raw H.264/HEVC)"),
+    (b"YUV4MPEG2", 0, "a video (Y4M)"), (b"DKIF", 0, "a video (IVF)"), (b"OggS", 0, "an Ogg media file"),
+    (b"FLV", 0, "a video (FLV)"), (b"\x30\x26\xb2\x75", 0, "a video (ASF/WMV)"),
+    (b"\x89PNG", 0, "an image (PNG)"), (b"\xff\xd8\xff", 0, "an image (JPEG)"),
+    (b"\x93NUMPY", 0, "a NumPy .npy array"), (b"\x89HDF", 0, "an HDF5 file"),
+)
+_TEXT_KINDS = {".yaml": "YAML", ".yml": "YAML", ".json": "JSON", ".jsonl": "JSON lines", ".csv": "CSV",
+               ".md": "Markdown text", ".txt": "text", ".log": "a text log"}
+
+
+def _looks_like(path: Path, head: bytes) -> str:
+    """What a file that is not a torch.save file appears to be, from its first bytes (and, for text, its name)."""
+    for magic, offset, what in _SIGNATURES:
+        if head[offset:offset + len(magic)] == magic:
+            return what
+    if len(head) >= 189 and head[0] == head[188] == 0x47:  # MPEG-TS: a sync byte every 188 bytes
+        return "a video (MPEG-TS)"
+    text = head.decode("utf-8", errors="ignore")
+    if b"\x00" not in head and len(text.encode("utf-8")) >= len(head) - 3:  # a cut multi-byte character at most
+        kind = _TEXT_KINDS.get(path.suffix.lower(), "text")
+        first = text.strip().splitlines()[0][:60] if text.strip() else ""
+        return f"{kind} (starts {first!r})" if first else kind
+    return f"unrecognised binary data (first bytes {head[:8].hex(' ')})"
 
 
 def _short(exc: BaseException) -> str:
