@@ -5,13 +5,14 @@
   statistics over the training split are set here.
 - :func:`training_pace`: with the model, once: the rate the training clips' frames were sampled at (Hz), which
   the checkpoints record so that ``seqvision stream`` can feed frames at that pace.
-- :func:`baseline_metrics`: after the loop, on the main rank: a baseline's metrics on the same data (e.g. a
+- :func:`baseline_metrics`: before the first epoch, on the main rank: a baseline's metrics on the same data (e.g. a
   linear probe on pooled features), reported next to the model's (``train.log``, ``<out>/metrics.json``,
   :attr:`TrainResult.baseline`).
 
 The training split is read from the feature cache once per run: :func:`prepare_model` reads it with
 :func:`~seqvision.features.read_split` (statistics over every clip; the frames within the baseline's
-memory bound, 2^26 numbers) and returns what it read for :func:`baseline_metrics`.
+memory bound, 2^26 numbers) and returns what it read for :func:`baseline_metrics`, which runs next, so the
+frames are freed before the loop.
 """
 
 from __future__ import annotations
@@ -25,8 +26,7 @@ from torch import nn
 
 from ..baselines import BASELINE_METRIC, format_baseline, run_baseline
 from ..config import Config
-from ..features import stack_frames
-from ..features import SplitFrames, read_split
+from ..features import SplitFrames, read_split, stack_frames
 from ..tasks import Task
 
 log = logging.getLogger("seqvision.train")

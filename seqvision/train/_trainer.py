@@ -243,6 +243,16 @@ class Trainer:
                      len(self.data.val) if self.data.val is not None else 0, steps_per_epoch, self.metric)
             if self.pace is not None:
                 log.info("%s", format_pace(self.pace))
+        # The baseline first (seconds, its own seeded generator): its score is in the log before epoch 1, so a
+        # run that is not learning shows at once, and the training frames read for it are freed before the loop
+        baseline: dict = {}
+        if self.is_main:
+            baseline = baseline_metrics(self.data, self.task, cfg, train_frames=self._train_frames,
+                                        progress=self.progress)
+            if baseline:
+                log.info("baseline: %s", "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                                                   for k, v in baseline.items()))
+        self._train_frames = None  # up to 256 MiB, read once by prepare_model for the statistics and the baseline
         stopped_early = False
         for epoch in range(start + 1, cfg.train.epochs + 1):
             if self._patience_over(epoch - 1):
@@ -279,14 +289,7 @@ class Trainer:
             dist_utils.barrier()
             for cb in self.callbacks:
                 cb(self, epoch, row)
-        baseline: dict = {}
         if self.is_main:
-            baseline = baseline_metrics(self.data, self.task, cfg, train_frames=self._train_frames,
-                                        progress=self.progress)
-            self._train_frames = None  # up to 256 MiB, held only until here
-            if baseline:
-                log.info("baseline: %s", "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                                                   for k, v in baseline.items()))
             write_run_metrics(self.out / "metrics.json", metric=self.metric, best_metric=self.best_metric,
                               best_epoch=self.best_epoch, history=self.history, baseline=baseline)
             plot_curves(self.history, self.out / "training_curves.png", title=f"{self.task.name}: {self.out.name}")
