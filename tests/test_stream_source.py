@@ -303,6 +303,42 @@ def test_udp_with_bframes_delivers_every_frame_sent(tmp_path):
     assert isinstance(src.end_error, av.ExitError), src.end_error  # the read timeout that lost it
 
 
+def strict_json(line: str):
+    """``json.loads`` that refuses NaN / Infinity (not JSON; Python's json writes and reads them by default)."""
+    def refuse(name):
+        raise ValueError(f"not JSON: {name} in {line[:120]}")
+    return json.loads(line, parse_constant=refuse)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not Path("/proc/net/udp").exists(), reason="waits for the UDP socket in /proc/net/udp")
+@pytest.mark.parametrize("extra", [[], ["--fps", "6"], ["--window", "2"]])
+def test_frames_flushed_after_a_udp_timeout_have_times(ckpts, extra):
+    """B-frames over UDP: the frames the decoder still holds when the read times out come out of a flush whose
+    frames have a pts but no time base (PyAV's frame.time is NaN). They printed "time": NaN (not JSON), and with
+    --fps or --window the run died (ValueError: cannot convert float NaN to integer) without its summary."""
+    port = free_port(socket.SOCK_DGRAM)
+    proc = subprocess.Popen([sys.executable, "-m", "seqvision", "stream", "--checkpoint", str(ckpts["classify"]),
+                             f"udp://127.0.0.1:{port}", "--timeout", "2", "--reconnects", "0", *extra],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_udp_bound(port, timeout=60)
+        ffmpeg("-re", *lavfi_src(2), "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "25", "-bf", "2",
+               "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    lines = [strict_json(x) for x in out.splitlines()]
+    frames, summary = lines[:-1], lines[-1]["summary"]
+    assert proc.returncode == 1 and summary["error_type"] == "ExitError", (proc.returncode, err[-2000:])
+    assert summary["decoded"] == 50, summary  # the flushed frames too
+    times = [r["time"] for r in frames]
+    assert all(isinstance(t, float) and np.isfinite(t) for t in times), times
+    assert all(b > a for a, b in zip(times, times[1:])), times
+    if not extra:
+        np.testing.assert_allclose(times, np.arange(50) * 0.04, atol=1e-6)
+
+
 @pytest.mark.timeout(90)
 @pytest.mark.skipif(not Path("/proc/net/udp").exists(), reason="waits for the UDP socket in /proc/net/udp")
 def test_a_live_feed_without_video_is_a_lost_source(ckpts, capsys):

@@ -12,6 +12,7 @@ import ctypes.util
 import difflib
 import functools
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -24,6 +25,23 @@ from ..runtime import select_device
 
 __all__ = ["add_stream_args", "stream_command", "add_export_args", "export_command", "add_window_args",
            "check_window_args", "timeline_paths", "window_command"]
+
+
+def _finite(value):
+    """``value`` with every float that is NaN or infinite (recursively in dicts, lists and tuples) made None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json_line(record: dict) -> str:
+    """One JSON line of ``stream`` / ``classify --window`` output: strict JSON, a non-finite number is null
+    (``json.dumps`` would write ``NaN``, which JSON parsers reject)."""
+    return json.dumps(_finite(record), allow_nan=False)
 
 
 def _options(pairs: list[str]) -> dict[str, str]:
@@ -280,11 +298,11 @@ def stream_command(args) -> int:
                          backoff=args.backoff, input_format=args.input_format, options=options, **idle)
 
     def emit(r: dict) -> None:
-        print(json.dumps(r), flush=True)
+        print(_json_line(r), flush=True)
 
     summary, results = run_stream(source, pred, fps=fps, micro_batch=args.micro_batch, queue_size=args.queue,
                                   max_frames=args.max_frames, on_result=emit, keep_results=bool(args.timeline))
-    print(json.dumps({"summary": summary.to_dict()}), flush=True)
+    print(_json_line({"summary": summary.to_dict()}), flush=True)
     if args.timeline:
         plot_timeline(results, args.timeline, title=f"{args.source} ({pred.task})")
     lat = summary.latency_ms.get("total", {})
@@ -421,7 +439,7 @@ def window_command(args, videos, problems) -> int:
     def fail(path: str, message: str, error_type: str | None, **extra) -> None:
         failed.append((path, message))
         if args.json:
-            print(json.dumps({"path": path, "error": message, "error_type": error_type, **extra}), flush=True)
+            print(_json_line({"path": path, "error": message, "error_type": error_type, **extra}), flush=True)
 
     for p, e in problems:
         fail(p, e, None)
@@ -433,7 +451,7 @@ def window_command(args, videos, problems) -> int:
                 w = next(gen)
                 done += 1
                 if args.json:
-                    print(json.dumps({"path": str(video), **w}), flush=True)
+                    print(_json_line({"path": str(video), **w}), flush=True)
                 else:
                     what = w.get("label") or w.get("caption") or " ".join(w.get("frame_labels", []))
                     print(f"{video} [{w['start']:.2f}-{w['end']:.2f} s]: {what}", flush=True)

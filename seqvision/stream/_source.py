@@ -37,7 +37,8 @@ class SourceFrame:
     Attributes:
         frame: the decoded ``av.VideoFrame`` (native size and pixel format).
         time: stream time in seconds since the first frame (continues across reconnects; never decreases; a
-            timestamp reset or a jump of more than 10 s is re-based to one frame after the previous frame).
+            timestamp reset or a jump of more than 10 s is re-based to one frame after the previous frame; a frame
+            without a timestamp is placed one frame interval after the previous frame). Always finite.
         index: decoded frames before this one (across reconnects), from 0.
         decode_ms: wall time spent demuxing and decoding this frame (waiting for data included).
         wall: ``time.time()`` when it was decoded.
@@ -113,6 +114,19 @@ def _slice_threads(stream) -> None:
     mid-packet), PyAV (<= 18 has no receive-only call) stops draining and the frames it still held are lost:
     trunc.mp4 gave 44 frames instead of the ffmpeg CLI's 46. Slice threads also add no frames of latency."""
     stream.thread_type = "SLICE"
+
+
+def _frame_time(frame: av.VideoFrame, stream) -> float | None:
+    """The frame's timestamp in seconds, or None when it has none. Frames the decoder hands back when it is
+    flushed after a read error (``decode(None)``) carry a pts but no time base, so PyAV's ``frame.time`` is NaN:
+    the stream's time base is used for them."""
+    t = frame.time
+    if t is not None and math.isfinite(t):
+        return t
+    if frame.pts is not None and stream.time_base:
+        t = float(frame.pts * stream.time_base)
+        return t if math.isfinite(t) else None
+    return None
 
 
 def _is_pipe(source: str) -> bool:
@@ -377,8 +391,8 @@ class FrameSource:
                 self.rate = float(stream.average_rate) if stream.average_rate else self.rate
                 step = 1.0 / (self.rate or 25.0)  # one frame's duration (s)
                 for frame, decode_ms in self._frames(container, stream):
-                    raw = frame.time
-                    if raw is None:
+                    raw = _frame_time(frame, stream)
+                    if raw is None:  # no timestamp: one frame after the previous one
                         raw = (prev_raw + step) if prev_raw is not None else 0.0
                     if prev_raw is None:  # a connection's first frame
                         if (self.kind == "url" and self._scheme() not in LIVE_SCHEMES and first_raw
