@@ -245,6 +245,28 @@ def test_a_folder_scan_says_which_files_it_skipped(tiny, tmp_path):
     assert "skipped" not in only.stderr  # nothing skipped, nothing said
 
 
+def _run_into_closed_pipe(*args):
+    """Run seqvision with its stdout a pipe whose reader is already gone, as under `| head` once head exits."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "seqvision", *map(str, args)], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env, timeout=600)
+    finally:
+        os.close(write_end)
+    return proc
+
+
+@pytest.mark.parametrize("extra", [["--json"], ["--window", "0.5", "--json"], []])
+def test_output_into_a_closed_pipe_is_no_traceback(tiny, extra):
+    """`seqvision classify C f.mp4 --json | head -c 100` and `classify --window ... --json | head -3` ended in a
+    BrokenPipeError traceback (a new-user trial). main follows Python's recipe: stdout to devnull, exit 1, quiet."""
+    proc = _run_into_closed_pipe("classify", "--checkpoint", tiny["classify"], *tiny["videos"][:2], *extra)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+
+
 @pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs the ffprobe CLI (the frame-count oracle)")
 def test_classify_with_a_frame_labeller_says_which_frames_it_labels(tiny):
     """A frames model labels the data.num_frames frames its sampler picks, not every frame: the output gave 4

@@ -2,11 +2,13 @@
 
 Every subcommand has ``--help``. Errors from bad input (``SeqVisionError``) print one clear line and exit 2;
 ``--json`` prints machine-readable results on stdout and nothing else there (progress and notes go to stderr).
+When stdout's reader closes the pipe early (``| head``), the command stops with exit 1 and no traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..errors import SeqVisionError
@@ -128,7 +130,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, not at exit, so a closed pipe is caught below
+        return code
+    except BrokenPipeError:
+        # The reader of stdout went away (`seqvision classify ... | head`). Python's recipe
+        # (docs.python.org/3/library/signal.html#note-on-sigpipe): point stdout at devnull so the flush at exit
+        # cannot fail again, then exit 1 quietly, as a tool killed by SIGPIPE does.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except SeqVisionError as exc:
         print(f"seqvision {args.command}: error: {exc}", file=sys.stderr)
         return 2
