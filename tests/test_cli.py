@@ -245,6 +245,33 @@ def test_a_folder_scan_says_which_files_it_skipped(tiny, tmp_path):
     assert "skipped" not in only.stderr  # nothing skipped, nothing said
 
 
+def test_a_folder_scan_follows_folder_links_and_names_what_cannot_be_a_video(tiny, tmp_path):
+    """A sub-folder that is a link to a folder of videos was never searched (rglob does not follow folder links;
+    the `folder` dataset format does), and a broken link or a FIFO named *.mp4 was dropped without a word, exit 0
+    (a new-user trial). Now links are followed (a link to a folder holding it is noted on stderr, not followed),
+    and the broken link and the FIFO fail in the results, with why."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(tiny["videos"][1], elsewhere / "linked.mp4")
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    shutil.copy(tiny["videos"][0], folder / "own.mp4")
+    (folder / "more").symlink_to(elsewhere, target_is_directory=True)
+    (folder / "up").symlink_to("..", target_is_directory=True)  # a loop: it holds clips/ itself
+    (folder / "broken.mp4").symlink_to(tmp_path / "gone.mp4")
+    os.mkfifo(folder / "fifo.mp4")
+    proc = run("classify", "--checkpoint", tiny["classify"], folder, "--json", check=False)
+    assert proc.returncode == 1, proc.stderr
+    out = json.loads(proc.stdout)
+    assert [r["path"] for r in out["results"]] == [str(folder / "more" / "linked.mp4"), str(folder / "own.mp4")]
+    errors = {e["path"]: e["error"] for e in out["errors"]}
+    assert errors == {str(folder / "broken.mp4"): f"broken symbolic link: its target {tmp_path / 'gone.mp4'} "
+                                                   "does not exist",
+                      str(folder / "fifo.mp4"): "not a regular file: a FIFO (named pipe)"}
+    assert (f"seqvision classify: did not follow 1 folder link in {folder} that leads back to a folder above "
+            "(a loop): up") in proc.stderr.splitlines(), proc.stderr
+
+
 def _run_into_closed_pipe(*args):
     """Run seqvision with its stdout a pipe whose reader is already gone, as under `| head` once head exits."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2")

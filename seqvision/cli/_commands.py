@@ -8,9 +8,11 @@ import json
 import os
 import platform
 import shutil
+import stat
 import sys
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -103,53 +105,134 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def collect_videos(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]], dict[str, list[Path]]]:
-    """Expand files and folders (recursively, by video extension); missing paths are reported, not fatal.
+@dataclass
+class FolderScan:
+    """What :func:`collect_videos` found in the command line's inputs."""
+
+    videos: list[Path]  # the files to run, in order (a file named on the command line whatever its extension)
+    missing: list[tuple[str, str]]  # (input or file, why): inputs that give no video, and files named like videos
+    #                                 that cannot be one (broken links, FIFOs); they fail in the results
+    skipped: dict[str, list[Path]]  # folder -> files left out for lacking a video extension (relative to it)
+    loops: dict[str, list[Path]]  # folder -> folder links not followed: they lead to a folder holding them
+
+
+def _not_regular(path: Path) -> str:
+    """Why ``path``, named like a video, cannot be read as one (it is no regular file)."""
+    if path.is_symlink() and not path.exists():
+        return f"broken symbolic link: its target {os.readlink(path)} does not exist"
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        return f"cannot read it ({exc.strerror or exc})"
+    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file")
+    return f"not a regular file: {kind}"
+
+
+def _scan_folder(folder: Path, scan: FolderScan, item: str) -> None:
+    """Walk ``folder`` following folder links (as the ``folder`` dataset format does); a link to a folder that
+    holds it (a loop: ``ln -s .. up``), or back to one the walk came through, is noted in ``scan.loops`` and not
+    followed."""
+    found: list[Path] = []
+    bad: list[tuple[str, str]] = []
+    others: list[Path] = []
+    loops: list[Path] = []
+
+    def unreadable(exc: OSError) -> None:
+        bad.append((exc.filename or str(folder), f"cannot read folder ({exc.strerror or exc})"))
+
+    above = {str(folder): {_inode(folder)}}  # dirpath -> the folders from the scan's root down to it
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=unreadable):
+        chain = above.pop(dirpath, set())
+        keep = []
+        for name in sorted(dirnames):
+            sub = Path(dirpath, name)
+            try:
+                key = _inode(sub)
+            except OSError as exc:
+                unreadable(exc)
+                continue
+            here, there = os.path.realpath(dirpath), os.path.realpath(sub)
+            if key in chain or here == there or here.startswith(there.rstrip(os.sep) + os.sep):
+                loops.append(sub.relative_to(folder))  # it holds itself: followed, it would never end
+                continue
+            above[str(sub)] = chain | {key}
+            keep.append(name)
+        dirnames[:] = keep
+        for name in filenames:
+            q = Path(dirpath, name)
+            if q.suffix.lower() not in VIDEO_EXTENSIONS:
+                others.append(q.relative_to(folder))
+            elif q.is_file():
+                found.append(q)
+            else:
+                bad.append((str(q), _not_regular(q)))
+    if not found and not bad:
+        scan.missing.append((item, "folder holds no video files (" + ", ".join(VIDEO_EXTENSIONS) + ")"))
+    scan.videos.extend(sorted(found))
+    scan.missing.extend(sorted(bad))
+    if others:
+        scan.skipped.setdefault(item, []).extend(sorted(others))
+    if loops:
+        scan.loops.setdefault(item, []).extend(loops)
+
+
+def _inode(path: Path) -> tuple[int, int]:
+    st = path.stat()  # follows links: the folder a link leads to
+    return st.st_dev, st.st_ino
+
+
+def collect_videos(inputs: list[str]) -> FolderScan:
+    """Expand files and folders (recursively, following folder links, by video extension); inputs that give no
+    video are reported, not fatal.
 
     Returns:
-        ``(videos, missing, skipped)``: the files to run (a file named on the command line is tried whatever its
-        extension), ``[(input, why)]`` for inputs that give none, and ``{folder: [paths relative to it]}``: the
-        files inside each folder left out for lacking a video extension (:data:`seqvision.io.VIDEO_EXTENSIONS`),
-        for the caller to report (see :func:`skipped_notes`).
+        A :class:`FolderScan`: the files to run (a file named on the command line is tried whatever its
+        extension), ``missing`` ``[(input or file, why)]`` for inputs that give none and for files in a folder
+        named like videos that are no regular file (a broken link, a FIFO), ``skipped`` ``{folder: [paths
+        relative to it]}``: the files left out for lacking a video extension
+        (:data:`seqvision.io.VIDEO_EXTENSIONS`), and ``loops``: folder links not followed; see
+        :func:`skipped_notes`.
     """
-    found: list[Path] = []
-    missing: list[tuple[str, str]] = []
-    skipped: dict[str, list[Path]] = {}
+    scan = FolderScan([], [], {}, {})
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files = sorted(q for q in p.rglob("*") if q.is_file())
-            vids = [q for q in files if q.suffix.lower() in VIDEO_EXTENSIONS]
-            if not vids:
-                missing.append((item, "folder holds no video files (" + ", ".join(VIDEO_EXTENSIONS) + ")"))
-            found.extend(vids)
-            others = [q.relative_to(p) for q in files if q.suffix.lower() not in VIDEO_EXTENSIONS]
-            if others:
-                skipped.setdefault(item, []).extend(others)
+            _scan_folder(p, scan, item)
         elif p.is_file():
-            found.append(p)
+            scan.videos.append(p)
+        elif p.is_symlink() and not p.exists():
+            scan.missing.append((item, _not_regular(p)))
+        elif p.exists():
+            scan.missing.append((item, _not_regular(p)))
         else:
-            missing.append((item, "no such file or folder"))
-    return found, missing, skipped
+            scan.missing.append((item, "no such file or folder"))
+    return scan
 
 
-def skipped_notes(skipped: dict[str, list[Path]], *, show: int = 5) -> list[str]:
-    """One line per folder naming the files its scan left out (the first ``show``, then how many more)."""
+def skipped_notes(scan: FolderScan, *, show: int = 5) -> list[str]:
+    """One line per folder naming the files its scan left out (the first ``show``, then how many more), and one
+    per folder whose links back to a folder above it were not followed."""
     lines = []
-    for folder, files in skipped.items():
+    for folder, files in scan.skipped.items():
         names = ", ".join(str(q) for q in files[:show])
         more = f", ... ({len(files) - show} more)" if len(files) > show else ""
         lines.append(f"skipped {len(files)} file{'s' if len(files) != 1 else ''} without a video extension in "
-                     f"{folder} (not {' '.join(VIDEO_EXTENSIONS[:4])} ...; name a file on the command line to try "
-                     f"it anyway): {names}{more}")
+                     f"{folder} (not {' '.join(VIDEO_EXTENSIONS[:4])} ...; name a file on the command line "
+                     f"to try it anyway): {names}{more}")
+    for folder, links in scan.loops.items():
+        lines.append(f"did not follow {len(links)} folder link{'s' if len(links) != 1 else ''} in {folder} "
+                     f"that lead{'s' if len(links) == 1 else ''} back to a folder above (a loop): "
+                     + ", ".join(str(q) for q in links))
     return lines
 
 
 def cmd_predict(args) -> int:
     from ._predict import predict_videos  # lazy: imports seqvision.train (~0.4 s), see the top
 
-    videos, problems, skipped = collect_videos(args.inputs)
-    for note in skipped_notes(skipped):
+    scan = collect_videos(args.inputs)
+    videos, problems = scan.videos, scan.missing
+    for note in skipped_notes(scan):
         _err(f"seqvision {args.mode}: {note}")
     if args.mode == "classify" and check_window_args(args):  # long untrimmed videos, window by window
         return window_command(args, videos, problems)
@@ -335,4 +418,4 @@ def cmd_demo(args) -> int:
 
 
 __all__ = ["cmd_realdata", "cmd_synth", "cmd_extract", "cmd_train", "cmd_eval", "cmd_predict", "cmd_inspect", "cmd_stream", "cmd_export", "cmd_bench",
-           "cmd_info", "cmd_demo", "collect_videos", "skipped_notes", "SeqVisionError"]
+           "cmd_info", "cmd_demo", "collect_videos", "FolderScan", "skipped_notes", "SeqVisionError"]
