@@ -166,6 +166,24 @@ def test_bad_classify_window_options_are_one_error_line(setup, option, capsys):
     assert code == 2 and "error:" in err and "Traceback" not in err, err
 
 
+@pytest.mark.parametrize("argv", [
+    ["classify", "--window", "inf"], ["classify", "--window", "nan"], ["classify", "--window", "1e-9"],
+    ["classify", "--window", "1", "--stride", "inf"], ["classify", "--window", "1", "--stride", "0.0001"],
+    ["classify", "--window", "1", "--stride", "0.01"],  # shorter than a frame (25 fps): more windows than frames
+    ["stream", "--fps", "inf"], ["stream", "--fps", "nan"], ["stream", "--window", "inf"],
+    ["stream", "--window", "1e-9"], ["stream", "--timeout", "inf"]])
+@pytest.mark.timeout(60)
+def test_non_finite_and_too_short_values_are_usage_errors(setup, argv, capsys):
+    """A new-user trial: classify --window 1e-9 ran ~9 minutes (4e9 empty windows a second), --window inf was a
+    ValueError traceback (fps must be > 0), stream --fps inf a ZeroDivisionError traceback. Now one error line
+    naming the option, exit 2."""
+    ck, clean, _, _ = setup
+    code, err = _exit([argv[0], "--checkpoint", str(ck["classify"]), str(clean), *argv[1:]], capsys)
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert code == 2 and "Traceback" not in err and lines and "error:" in lines[-1], err
+    assert ("--stride" if "--stride" in argv else argv[1]) in lines[-1], err
+
+
 def test_inputs_failing_for_different_reasons_are_bad_files(setup, tmp_path):
     ck, _, _, _ = setup
     empty, text = tmp_path / "empty.mp4", tmp_path / "text.mp4"

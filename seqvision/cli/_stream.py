@@ -170,7 +170,9 @@ def _number(kind, low: float, *, strict: bool):
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got "
                                              f"{text!r}") from None
-        if value != value or (value <= low if strict else value < low):
+        if not math.isfinite(value):  # nan, inf: no count, rate or duration is infinite here
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if value <= low if strict else value < low:
             raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low:g}, got {text}")
         return value
     parse.__name__ = kind.__name__  # argparse names the type in its messages
@@ -178,6 +180,10 @@ def _number(kind, low: float, *, strict: bool):
 
 
 positive_float = _number(float, 0, strict=True)
+#: --window / --stride: 1 ms at least (shorter than any video's frame interval; 1e-9 s made ~4e9 empty windows
+#: per second of video)
+window_seconds = _number(float, 0.001, strict=False)
+window_seconds.__name__ = "seconds"
 positive_int = _number(int, 0, strict=True)
 nonnegative_float = _number(float, 0, strict=False)
 nonnegative_int = _number(int, 0, strict=False)
@@ -223,8 +229,8 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
                         "for the fps sampler; for the uniform sampler the rate the training clips' frames were "
                         "sampled at, recorded in the checkpoint; else every frame)")
     win = p.add_mutually_exclusive_group()
-    win.add_argument("--window", type=positive_float, default=None, metavar="SECONDS",
-                     help="windows of this many seconds of stream time, cut as `classify --window` cuts a video: "
+    win.add_argument("--window", type=window_seconds, default=None, metavar="SECONDS",
+                     help="windows of this many seconds (>= 0.001) of stream time, cut as `classify --window` cuts a video: "
                           "clip models restart their running label, captioners write a caption (default: never / "
                           "2 x data.num_frames frames)")
     win.add_argument("--window-frames", type=positive_int, default=None, metavar="N",
@@ -337,11 +343,11 @@ def export_command(args) -> int:
 
 def add_window_args(p: argparse.ArgumentParser) -> None:
     """``classify --window S --stride S``: label a long video window by window."""
-    p.add_argument("--window", type=positive_float, default=None, metavar="SECONDS",
+    p.add_argument("--window", type=window_seconds, default=None, metavar="SECONDS",
                    help="label long videos window by window (streaming decode); frame models give a per-frame "
-                        "timeline")
-    p.add_argument("--stride", type=positive_float, default=None, metavar="SECONDS",
-                   help="--window: window step (default: --window)")
+                        "timeline (>= 0.001 s)")
+    p.add_argument("--stride", type=window_seconds, default=None, metavar="SECONDS",
+                   help="--window: window step (default: --window; not shorter than the video's frame interval)")
     p.add_argument("--timeline", default=None, metavar="PNG_OR_DIR",
                    help="--window: timeline image (.png, .pdf, .svg, ...). With several videos, x.png writes "
                         "x_<video name>.png beside it, one per video (x_<name>_2.png for a repeated name); a path "
@@ -458,6 +464,10 @@ def window_command(args, videos, problems) -> int:
         except StopIteration as stop:
             labels = stop.value
             report.add([], loaded=1)
+        except ValueError as exc:  # a stride shorter than this video's frame interval: a bad argument
+            if isinstance(exc, SeqVisionError):
+                raise
+            raise ArgumentError("--window/--stride", str(exc)) from None
         except SeqVisionError as exc:  # one bad video does not stop the others
             message = exc.reason if isinstance(exc, VideoDecodeError) else str(exc)
             fail(str(video), message, type(exc).__name__)

@@ -3,6 +3,7 @@ offline model on each window (any model: bidirectional and attention ones too)."
 
 from __future__ import annotations
 
+import math
 import os
 from collections import deque
 from collections.abc import Iterator
@@ -79,10 +80,11 @@ def label_windows(loaded, video: str | os.PathLike, *, window: float, stride: fl
     reports the file as failed, exit code 1).
 
     Raises:
-        ValueError: ``window`` or ``stride`` not > 0. VideoDecodeError: the video cannot be opened.
+        ValueError: ``window`` or ``stride`` not > 0 and finite, or ``stride`` shorter than the video's frame
+            interval (more windows than frames). VideoDecodeError: the video cannot be opened.
     """
     stride = window if stride is None else stride
-    if not window or window <= 0 or stride <= 0:
+    if not (math.isfinite(window) and math.isfinite(stride) and window > 0 and stride > 0):
         raise ValueError(f"--window and --stride must be > 0 seconds, got {window}, {stride}")
     model, encoder, cfg = loaded.model.eval(), loaded.encoder.eval(), loaded.config
     task, spec = model.task, loaded.task  # spec: the Task, which answers for a window (Task.window_output)
@@ -131,6 +133,10 @@ def label_windows(loaded, video: str | os.PathLike, *, window: float, stride: fl
     gave_up: VideoDecodeError | None = None  # the source raised part way
     try:
         for sf in source:
+            if decoded_until is None and source.rate and stride < 1.0 / source.rate - 1e-9:
+                raise ValueError(f"a stride of {stride:g} s is shorter than {video}'s frame interval "
+                                 f"({1.0 / source.rate:g} s at {source.rate:g} fps): more windows than frames; "
+                                 f"use a stride (or window) of at least {1.0 / source.rate:g} s")
             decoded_until = sf.time
             if not keep(sf.time):
                 continue
