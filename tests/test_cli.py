@@ -272,6 +272,27 @@ def test_a_folder_scan_follows_folder_links_and_names_what_cannot_be_a_video(tin
             "(a loop): up") in proc.stderr.splitlines(), proc.stderr
 
 
+def test_text_output_keeps_a_path_with_a_newline_on_one_line(tiny, tmp_path):
+    """A file name holding a newline split classify's text line in two (a new-user trial; --json was fine): such
+    a path is now printed Python-quoted with escapes, one line per input; --json keeps the real name."""
+    odd = tmp_path / "new\nline.mp4"
+    shutil.copy(tiny["videos"][0], odd)
+    bad = tmp_path / "bad\tname.mp4"
+    bad.write_text("not a video\n")
+    plain = tmp_path / "plain ü.mp4"
+    shutil.copy(tiny["videos"][1], plain)
+    for cmd, ck in (("classify", tiny["classify"]), ("classify", tiny["frames"]), ("caption", tiny["caption"])):
+        proc = run(cmd, "--checkpoint", ck, odd, bad, plain, check=False)
+        lines = proc.stdout.splitlines()
+        assert len(lines) == 3, proc.stdout
+        sep = " (frame: label): " if ck == tiny["frames"] else ": "
+        assert lines[0].startswith(repr(str(odd)) + sep)
+        assert lines[1].startswith(f"{plain}{sep}")  # printable names stay as they are
+        assert lines[2].startswith(repr(str(bad)) + ": FAILED: ")
+    out = json.loads(run("classify", "--checkpoint", tiny["classify"], odd, "--json").stdout)
+    assert out["results"][0]["path"] == str(odd)
+
+
 def _run_into_closed_pipe(*args):
     """Run seqvision with its stdout a pipe whose reader is already gone, as under `| head` once head exits."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="2")

@@ -210,20 +210,28 @@ def collect_videos(inputs: list[str]) -> FolderScan:
     return scan
 
 
+def shown(path) -> str:
+    """``path`` for a line of text output: as it is, or Python-quoted with escapes (``'new\\nline.mp4'``) when
+    it holds a newline, a tab or another unprintable character (or bytes that are not UTF-8), so one result stays
+    one line."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
 def skipped_notes(scan: FolderScan, *, show: int = 5) -> list[str]:
     """One line per folder naming the files its scan left out (the first ``show``, then how many more), and one
     per folder whose links back to a folder above it were not followed."""
     lines = []
     for folder, files in scan.skipped.items():
-        names = ", ".join(str(q) for q in files[:show])
+        names = ", ".join(shown(q) for q in files[:show])
         more = f", ... ({len(files) - show} more)" if len(files) > show else ""
         lines.append(f"skipped {len(files)} file{'s' if len(files) != 1 else ''} without a video extension in "
-                     f"{folder} (not {' '.join(VIDEO_EXTENSIONS[:4])} ...; name a file on the command line "
+                     f"{shown(folder)} (not {' '.join(VIDEO_EXTENSIONS[:4])} ...; name a file on the command line "
                      f"to try it anyway): {names}{more}")
     for folder, links in scan.loops.items():
-        lines.append(f"did not follow {len(links)} folder link{'s' if len(links) != 1 else ''} in {folder} "
+        lines.append(f"did not follow {len(links)} folder link{'s' if len(links) != 1 else ''} in {shown(folder)} "
                      f"that lead{'s' if len(links) == 1 else ''} back to a folder above (a loop): "
-                     + ", ".join(str(q) for q in links))
+                     + ", ".join(shown(q) for q in links))
     return lines
 
 
@@ -244,17 +252,17 @@ def cmd_predict(args) -> int:
         out = {"results": results, "errors": [{"path": p, "error": e, "error_type": t} for p, e, t in failed]}
         print(json.dumps(out))
     else:
-        for r in results:
+        for r in results:  # one line each: a path with a newline is printed quoted, escaped (shown)
             if "top_k" in r:  # clip classifiers
                 preds = ", ".join(f"{p['label']} {p['probability']:.3f}" for p in r["top_k"])
-                print(f"{r['path']}: {preds}")
+                print(f"{shown(r['path'])}: {preds}")
             elif "frame_labels" in r:  # frame labellers: the sampled frames' indices with their labels
                 pairs = ", ".join(f"{i}: {label}" for i, label in zip(r["frames"], r["frame_labels"]))
-                print(f"{r['path']} (frame: label): {pairs}")
+                print(f"{shown(r['path'])} (frame: label): {pairs}")
             else:
-                print(f"{r['path']}: {r['caption']}")
+                print(f"{shown(r['path'])}: {r['caption']}")
         for p, e, _ in failed:
-            print(f"{p}: FAILED: {e}")
+            print(f"{shown(p)}: FAILED: {e}")
         if failed:
             _err(f"{len(failed)} of {len(failed) + len(results)} inputs failed")
     return 1 if failed else 0
@@ -265,7 +273,7 @@ def cmd_inspect(args) -> int:
 
     result = inspect_clip(args.checkpoint, args.video, out=args.out)
     pairs = ", ".join(f"{f['step']}: {f['frame']} @ {f['time']:.2f}s" for f in result.frames)
-    print(f"{args.video} (step: video frame @ time): {pairs}")
+    print(f"{shown(args.video)} (step: video frame @ time): {pairs}")
     for path in result.paths:
         print(path)
     return 0
@@ -418,4 +426,4 @@ def cmd_demo(args) -> int:
 
 
 __all__ = ["cmd_realdata", "cmd_synth", "cmd_extract", "cmd_train", "cmd_eval", "cmd_predict", "cmd_inspect", "cmd_stream", "cmd_export", "cmd_bench",
-           "cmd_info", "cmd_demo", "collect_videos", "FolderScan", "skipped_notes", "SeqVisionError"]
+           "cmd_info", "cmd_demo", "collect_videos", "FolderScan", "skipped_notes", "shown", "SeqVisionError"]
