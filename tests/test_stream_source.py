@@ -187,6 +187,38 @@ def test_one_damaged_timestamp_is_not_a_reset(tmp_path):
     np.testing.assert_allclose(times["damaged"], times["clean"], atol=1e-6)  # the outlier: one frame later
 
 
+@pytest.mark.parametrize("bad, resets", [
+    ({50: 1.0, 51: 1.56}, 0),  # a new-user trial's zeroed MP4: 1.96, 1.00, 1.56, then 2.00 again
+    ({50: 0.9, 51: 1.5, 52: 0.3, 53: 1.7}, 0),  # four damaged in a row
+    ({k: k * 0.04 - 0.1 for k in range(50, 100)}, 1),  # a real restart 0.1 s back: crosses the old timeline
+])
+def test_a_short_run_of_damaged_timestamps_is_not_a_reset(tmp_path, bad, resets):
+    """A few frames in a row whose timestamps jump back and about (a new-user trial's zeroed MP4: frames at
+    1.00 and 1.56 after 1.96, then 2.00 again) re-based the rest of the stream 1.04 s late (its last frame at
+    4.96 s in a 4 s file, and a 5th window). A run of up to 4 such frames that returns to the timeline it left
+    is undone; a steady new timeline (a restart) still re-bases, even one that soon passes the old times."""
+    clean = tmp_path / "clean.ts"
+    ffmpeg(*lavfi_src(4), "-c:v", "libx264", "-bf", "0", "-g", "25", "-pix_fmt", "yuv420p", str(clean))
+    damaged = tmp_path / "damaged.ts"
+    damaged.write_bytes(clean.read_bytes())
+    first = float(subprocess.run([FFPROBE, "-v", "error", "-select_streams", "v", "-show_entries", "frame=pts_time",
+                                  "-of", "csv=p=0", str(clean)], capture_output=True, text=True,
+                                 timeout=60).stdout.split()[0].strip(","))
+    for frame, seconds in bad.items():
+        mpegts_with_pts(damaged, damaged, frame, first + seconds)
+    shown = [float(x.strip(",")) - first for x in subprocess.run(
+        [FFPROBE, "-v", "error", "-select_streams", "v", "-show_entries", "frame=pts_time", "-of", "csv=p=0",
+         str(damaged)], capture_output=True, text=True, timeout=60).stdout.split()]
+    np.testing.assert_allclose([shown[k] for k in bad], list(bad.values()), atol=1e-4)  # the oracle sees them
+    times = {}
+    for name, path in (("clean", clean), ("damaged", damaged)):
+        src = FrameSource(path)
+        times[name] = [f.time for f in src]
+        assert len(times[name]) == 100, name
+    assert src.discontinuities == resets
+    np.testing.assert_allclose(times["damaged"], times["clean"], atol=1e-6)  # each bad one: one frame later
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # 3. damaged MPEG-TS: bad packets are skipped as the FFmpeg tools skip them
 

@@ -26,6 +26,9 @@ LIVE_SCHEMES = frozenset({"udp", "rtp", "rtsp", "rtsps", "rtmp", "rtmps", "rtmpt
                           "mmsh", "mmst", "zmq"})
 #: ffmpeg's default -dts_delta_threshold (s): a forward timestamp jump beyond it is a discontinuity
 FORWARD_JUMP_S = 10.0
+#: frames after a backward timestamp jump that may still return to the timeline it left (damaged timestamps,
+#: not a reset; a zeroed MP4 gave two)
+MAX_OUTLIERS = 4
 #: demux restarts in a row without a decoded frame before a damaged stream counts as unreadable
 MAX_SKIPS_IN_A_ROW = 200
 
@@ -114,6 +117,12 @@ def _slice_threads(stream) -> None:
     mid-packet), PyAV (<= 18 has no receive-only call) stops draining and the frames it still held are lost:
     trunc.mp4 gave 44 frames instead of the ffmpeg CLI's 46. Slice threads also add no frames of latency."""
     stream.thread_type = "SLICE"
+
+
+def _steady(raws: list[float], step: float) -> bool:
+    """Whether timestamps ``raws`` (s, two or more) advance about one frame ``step`` each: a new timeline, not
+    damaged timestamps."""
+    return len(raws) >= 2 and all(0.5 * step <= b - a <= 1.5 * step for a, b in zip(raws, raws[1:]))
 
 
 def _frame_time(frame: av.VideoFrame, stream) -> float | None:
@@ -386,7 +395,10 @@ class FrameSource:
             got = 0
             prev_raw: float | None = None  # the previous frame's own timestamp on this connection
             base_raw = base_time = 0.0  # stream time = base_time + (raw - base_raw) until a discontinuity
-            left: tuple[float, float, float] | None = None  # (base_raw, base_time, prev_raw) before a backward jump
+            # the timeline a backward jump left: (base_raw, base_time, prev_raw, discontinuities) before it, and
+            # the raw timestamps since it; a frame back on that timeline within MAX_OUTLIERS frames undoes the jump
+            left: tuple[float, float, float, int] | None = None
+            away: list[float] = []
             try:
                 self.rate = float(stream.average_rate) if stream.average_rate else self.rate
                 step = 1.0 / (self.rate or 25.0)  # one frame's duration (s)
@@ -403,21 +415,26 @@ class FrameSource:
                         first_raw.append(raw)
                         base_raw = raw
                         base_time = 0.0 if last_time is None else last_time + step
-                    elif left is not None and 0 < raw - left[2] <= FORWARD_JUMP_S:
-                        # back on the timeline the frame before jumped back from: that frame's timestamp was an
-                        # outlier (a damaged packet), not a reset; it keeps the time it was given
-                        self.discontinuities -= 1
-                        base_raw, base_time, _ = left
-                        left = None
+                    elif left is not None and 0 < raw - left[2] <= FORWARD_JUMP_S and not _steady(away, step):
+                        # back on the timeline the jump left: the frames since had damaged timestamps (a zeroed
+                        # MP4 gave 1.96, 1.00, 1.56, 2.00), not a reset; they keep the times they were given
+                        base_raw, base_time, _, self.discontinuities = left
+                        left, away = None, []
                     elif raw - prev_raw < -step or raw - prev_raw > FORWARD_JUMP_S:
                         # a timestamp reset (concatenated MPEG-TS, an encoder restart) or a jump far ahead:
                         # re-base so stream time goes on one frame later (ffmpeg's discontinuity handling)
+                        if raw < prev_raw and left is None:
+                            left, away = (base_raw, base_time, prev_raw, self.discontinuities), []
+                        elif raw > prev_raw:
+                            left, away = None, []
                         self.discontinuities += 1
-                        left = (base_raw, base_time, prev_raw) if raw < prev_raw else None
                         base_raw, base_time = raw, last_time + step
-                    else:
-                        left = None
-                    now = base_time + (raw - base_raw)
+                    if left is not None:
+                        away.append(raw)
+                        if len(away) > MAX_OUTLIERS:  # too long to be damaged timestamps: the reset stands
+                            left, away = None, []
+                    # frames after a backward jump that may be undone: one frame apart until it is settled
+                    now = last_time + step if left is not None else base_time + (raw - base_raw)
                     # never backwards: an RTSP stream's second frame was seen 2 ms before its first (RTP timestamps)
                     last_time = now if last_time is None else max(now, last_time)
                     prev_raw = raw
