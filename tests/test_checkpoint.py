@@ -125,6 +125,13 @@ def test_a_file_of_another_kind_is_named_not_called_pickled(tmp_path):
             load_checkpoint(path)
         assert str(info.value).startswith(f"{path}: not a seqvision checkpoint (a PyTorch .pt file written by "
                                           f"seqvision train): it looks like {kind}"), str(info.value)
+    with pytest.raises(CheckpointError) as info:  # a run folder: was "checkpoint file does not exist"
+        load_checkpoint(tmp_path)
+    assert str(info.value) == (f"{tmp_path}: is a folder, not a checkpoint file; seqvision train writes best.pt "
+                               "and last.pt in its run folder")
+    save_checkpoint(_state(), tmp_path / "best.pt")
+    with pytest.raises(CheckpointError, match=r"in its run folder \(this one holds best.pt\)$"):
+        load_checkpoint(tmp_path)
     save_checkpoint(_state(), tmp_path / "good.pt")  # both of torch's formats still load
     torch.save(load_checkpoint(tmp_path / "good.pt"), tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
     assert load_checkpoint(tmp_path / "legacy.pt")["epoch"] == 1

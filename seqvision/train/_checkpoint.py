@@ -157,6 +157,11 @@ class Checkpoint:
                 that is no torch.save file at all (a YAML config, a CSV, a video) is named from its first bytes.
         """
         path = Path(path)
+        if path.is_dir():  # a run folder: name the files train leaves in it
+            found = [p.name for p in (path / "best.pt", path / "last.pt") if p.is_file()]
+            raise CheckpointError(f"{path}: is a folder, not a checkpoint file; seqvision train writes best.pt and "
+                                  "last.pt in its run folder" + (f" (this one holds {' and '.join(found)})"
+                                                                  if found else ""))
         if not path.is_file():
             raise CheckpointError(f"{path}: checkpoint file does not exist")
         if path.stat().st_size == 0:
