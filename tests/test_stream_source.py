@@ -219,6 +219,28 @@ def test_a_short_run_of_damaged_timestamps_is_not_a_reset(tmp_path, bad, resets)
     np.testing.assert_allclose(times["damaged"], times["clean"], atol=1e-6)  # each bad one: one frame later
 
 
+def test_avi_with_bframes_gives_increasing_times(ckpts, tmp_path, capsys):
+    """AVI stores no presentation timestamps (a frame count in decode order); with B-frames the times came out
+    of order (0.0, 0.12, 0.16, 0.16, ...: a new-user trial) and classify --window 1 made windows of 15/15/13/14
+    frames plus a 5th with the last frame only. The oracle: ffprobe's best_effort_timestamp_time (the decoder's
+    pkt_dts; N/A for the frames flushed at the end, which come one frame later)."""
+    avi = tmp_path / "bframes.avi"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=4", "-c:v", "libx264", "-bf", "3",
+           "-pix_fmt", "yuv420p", str(avi))  # testsrc2's motion: x264 uses its B-frames (testsrc's 32x32 not)
+    shown = [x.strip(",") for x in subprocess.run(
+        [FFPROBE, "-v", "error", "-select_streams", "v", "-show_entries", "frame=best_effort_timestamp_time",
+         "-of", "csv=p=0", str(avi)], capture_output=True, text=True, timeout=60).stdout.split()]
+    known = [float(x) for x in shown if x != "N/A"]
+    times = [f.time for f in FrameSource(avi)]
+    assert len(times) == len(shown) == 100
+    np.testing.assert_allclose(times[:len(known)], np.array(known) - known[0], atol=1e-6)
+    np.testing.assert_allclose(times, np.arange(100) * 0.04, atol=1e-6)
+    code, lines, _ = cli(capsys, "classify", "--checkpoint", ckpts["classify"], avi, "--window", "1", "--json",
+                         "--device", "cpu")
+    assert code == 0 and [(w["start"], w["end"]) for w in lines] == [(k, k + 1) for k in range(4)]
+    assert all(25 * k <= i < 25 * (k + 1) for k, w in enumerate(lines) for i in w["frames"])
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # 3. damaged MPEG-TS: bad packets are skipped as the FFmpeg tools skip them
 

@@ -125,10 +125,15 @@ def _steady(raws: list[float], step: float) -> bool:
     return len(raws) >= 2 and all(0.5 * step <= b - a <= 1.5 * step for a, b in zip(raws, raws[1:]))
 
 
-def _frame_time(frame: av.VideoFrame, stream) -> float | None:
+def _frame_time(frame: av.VideoFrame, stream, *, dts: bool = False) -> float | None:
     """The frame's timestamp in seconds, or None when it has none. Frames the decoder hands back when it is
     flushed after a read error (``decode(None)``) carry a pts but no time base, so PyAV's ``frame.time`` is NaN:
-    the stream's time base is used for them."""
+    the stream's time base is used for them. ``dts``: AVI stores no presentation timestamps, only a frame count
+    in decode order, which PyAV hands on as the pts of the packet that went in (out of order with B-frames:
+    0.04, 0.16, 0.12, ...); the decoder's ``pkt_dts`` of each output frame counts in output order, as ffprobe's
+    best_effort_timestamp does."""
+    if dts:
+        return float(frame.dts * stream.time_base) if frame.dts is not None and stream.time_base else None
     t = frame.time
     if t is not None and math.isfinite(t):
         return t
@@ -402,8 +407,9 @@ class FrameSource:
             try:
                 self.rate = float(stream.average_rate) if stream.average_rate else self.rate
                 step = 1.0 / (self.rate or 25.0)  # one frame's duration (s)
+                use_dts = "avi" in container.format.name.split(",")  # AVI stores no pts (see _frame_time)
                 for frame, decode_ms in self._frames(container, stream):
-                    raw = _frame_time(frame, stream)
+                    raw = _frame_time(frame, stream, dts=use_dts)
                     if raw is None:  # no timestamp: one frame after the previous one
                         raw = (prev_raw + step) if prev_raw is not None else 0.0
                     if prev_raw is None:  # a connection's first frame
