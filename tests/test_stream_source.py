@@ -462,6 +462,23 @@ def test_standard_input_without_video_ends_at_once_like_a_file(ckpts, videos):
     assert "-: has no video stream (streams: audio mp2)" in proc.stderr and "InvalidData" not in proc.stderr
 
 
+@pytest.mark.timeout(60)
+def test_a_plain_mp4_on_standard_input_says_what_a_pipe_needs(ckpts, tmp_path):
+    """`cat x.mp4 | seqvision stream -` with the MP4's index (moov) at its end, as the ffmpeg CLI writes it: it
+    ended "source lost: InvalidDataError ... 'pipe:0'", exit 1. Now the --follow explanation, exit 2. (The
+    mdat must outgrow FFmpeg's read buffer: a tiny MP4 is read whole and works.)"""
+    mp4 = tmp_path / "plain.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=4", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+           str(mp4))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with open(mp4, "rb") as stdin:
+        proc = subprocess.run([sys.executable, "-m", "seqvision", "stream", "--checkpoint", str(ckpts["frames"]), "-"],
+                              stdin=stdin, capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert proc.returncode == 2 and proc.stdout == "", (proc.returncode, proc.stdout[-500:])
+    assert "error:" in lines[-1] and "writes its index (moov) last" in lines[-1], proc.stderr
+
+
 def test_a_directory_and_a_follow_file_that_appears_late(videos, tmp_path):
     with pytest.raises(VideoDecodeError, match="is a directory"):
         FrameSource(tmp_path)

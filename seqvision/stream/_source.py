@@ -216,7 +216,8 @@ class FrameSource:
     Raises:
         VideoDecodeError: a file is missing, a directory, empty, not a video FFmpeg can open or has no video
             stream (the messages of ``seqvision classify``; a non-live URL or a pipe without a video stream too,
-            or a pipe that cannot be opened: a pipe is read once and never reopened); a
+            or a pipe that cannot be opened or whose start cannot be read, such as a plain MP4 with its index
+            last: a pipe is read once and never reopened); a
             ``follow`` file that does not appear within ``timeout`` s or whose start cannot be read (the message
             says a growing file must be streamable); a file of which no packet decodes (more than 200 in a row,
             or none at all). Live sources: after the reconnects are spent, iteration ends with ``end_reason``
@@ -326,6 +327,11 @@ class FrameSource:
         if self.kind == "growing":
             return (f"cannot read the start of the growing file ({why}); a file still being written must be a "
                     f"streamable format (MPEG-TS, MKV, fragmented MP4): a plain MP4 writes its index (moov) last")
+        if self.kind == "pipe":
+            return (f"cannot read the start of the pipe ({why}); a pipe is read once, front to back, so it must "
+                    f"carry a streamable format (MPEG-TS, MKV, fragmented MP4): a plain MP4 writes its index "
+                    f"(moov) last (send `ffmpeg -i in.mp4 -c copy -f mpegts -`, or write it with -movflags "
+                    f"+faststart)")
         return f"not a video file FFmpeg can open ({why})"
 
     def _frames(self, container, stream) -> Iterator[tuple[av.VideoFrame, float]]:
@@ -460,6 +466,9 @@ class FrameSource:
                 # a live stream that ends was cut: reconnect
                 self._end("source lost: the stream ended", VideoDecodeError(self.source, "the live stream ended"))
             except (av.FFmpegError, OSError) as exc:
+                if self.kind == "pipe" and index == 0 and not isinstance(exc, av.ExitError):
+                    # what the pipe carries cannot be read at all (a plain MP4's index comes last): a bad input
+                    raise VideoDecodeError(self.source, self._open_error(exc)) from None
                 if not self.live:
                     self._end(f"eof after a decode error ({self._describe(exc)})", exc)
                     return
