@@ -9,6 +9,7 @@ to be exact), otherwise the reader falls back to the PyAV backend with a warning
 
 from __future__ import annotations
 
+import av
 import numpy as np
 
 from seqvision.errors import VideoDecodeError
@@ -73,13 +74,32 @@ def _refuse_unsafe(index: FrameIndex) -> None:
                              f"index has {index.num_frames}")
 
 
+def _unlike_cli_conversion(pix_fmt: str, width: int, height: int) -> str | None:
+    """Why decord's own RGB conversion (its FFmpeg 4 swscale, default flags) differs from the CLI's for frames of
+    ``pix_fmt`` at ``width`` x ``height``, or None: where swscale's 8-bit fast path does not apply (more than 8 bits
+    per component, or an odd size along a subsampled chroma axis), measured up to ~100 levels off."""
+    try:
+        fmt = av.VideoFormat(pix_fmt)
+    except (ValueError, TypeError):
+        return None
+    if any(c.bits > 8 for c in fmt.components):
+        return f"its {pix_fmt} to RGB conversion differs from the ffmpeg CLI's"
+    if (width % 2 and fmt.chroma_width(2) < 2) or (height % 2 and fmt.chroma_height(2) < 2):
+        return f"its conversion of odd-size ({width}x{height}) {pix_fmt} frames differs from the ffmpeg CLI's"
+    return None
+
+
 class DecordDecoder:
     """Decodes wanted positions with ``decord.VideoReader.get_batch`` (sorted, unique)."""
 
-    def __init__(self, path: str, index: FrameIndex, *, size: tuple[int, int] | None, num_threads: int = 0):
+    def __init__(self, path: str, index: FrameIndex, *, size: tuple[int, int] | None, num_threads: int = 0,
+                 pix_fmt: str | None = None):
         self.path = path
         self._vr = None
         _refuse_unsafe(index)
+        unlike = _unlike_cli_conversion(pix_fmt, index.coded_width, index.coded_height) if pix_fmt else None
+        if unlike:
+            raise DecordMismatch(unlike)
         native = (index.height, index.width)
         self._resize_here = None  # (H, W) when decord's own resize is broken for this size
         try:
@@ -151,8 +171,6 @@ class DecordDecoder:
         if self._resize_here is None:
             out[...] = batch
             return
-        import av
-
         height, width = self._resize_here
         for j in range(batch.shape[0]):
             frame = av.VideoFrame.from_ndarray(batch[j], format="rgb24")

@@ -51,6 +51,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from seqvision.errors import VideoDecodeError
+from seqvision.io._convert import CliRGBConverter
 
 __all__ = ["FrameIndex", "PyAVDecoder", "open_container", "build_index", "finish_orientation", "choose_stream",
            "orient",
@@ -88,7 +89,8 @@ class FrameIndex:
         num_frames: frames the reader can return (``len(reader)``): ffmpeg's output frame count.
         time_base: the stream time base.
         key_positions: presentation positions of the keyframes (sorted); ``[0]`` in decode mode.
-        key_seek_ts: for each keyframe, the timestamp to seek to (its pts).
+        key_seek_ts: for each keyframe, the timestamp to seek to (its pts). Decode mode: None past the first
+            keyframe marks one a read must decode up to from the start (it decodes only in part).
         sequential: decode from the start and count frames instead of matching timestamps (decode mode).
         width, height: size of the frames returned at the native size, after autorotation (what ffmpeg writes).
         codec: FFmpeg codec name.
@@ -399,6 +401,10 @@ class _Scan:
     corrupt: int  # packets flagged corrupt by the demuxer, less the segment joins
     demux_error: str | None
     joins: int = 0  # corrupt flags explained as a joined segment's start (see _scan)
+    # per frame: a read must not start from it even if it is a keyframe (see _decode_index). A keyframe that
+    # decodes only in part (a cut-off file's last one) is concealed from the frames before it; frame.is_corrupt
+    # says so only on some runs under frame threads, so the frame of the stream's last packet counts too.
+    no_start: list[bool] = field(default_factory=list)
 
 
 def _scan(container, stream) -> _Scan:
@@ -418,6 +424,8 @@ def _scan(container, stream) -> _Scan:
     key_dts: dict = {}
     matrix, size = None, None
     state = {"packets": 0, "corrupt": 0, "demux_error": None, "corrupt_frames": 0}
+    no_start: list[bool] = []
+    last_packet_pts: list = [None]
     flagged: list[list] = []  # per corrupt packet: [packets seen after it, a segment starts in the next two]
     gap = JOIN_GAP_SECONDS / stream.time_base if stream.time_base else None  # in stream time base units
     packet_dts: list = [None]  # the last packet's dts
@@ -448,6 +456,7 @@ def _scan(container, stream) -> _Scan:
                     flagged.append([0, False])
                 if packet.is_keyframe and packet.pts is not None and packet.dts is not None:
                     key_dts.setdefault(packet.pts, packet.dts)
+                last_packet_pts[0] = packet.pts
             yield packet
 
     class _Wrap:  # decode_from_start takes a container; give it the counting packet source
@@ -456,6 +465,7 @@ def _scan(container, stream) -> _Scan:
 
     for frame in decode_from_start(_Wrap(), stream, on_error):
         state["corrupt_frames"] += bool(frame.is_corrupt)
+        no_start.append(bool(frame.is_corrupt))
         pts, dts = frame.pts, frame.dts
         if dts is not None:
             faulty_dts += dts <= last_dts
@@ -476,7 +486,8 @@ def _scan(container, stream) -> _Scan:
             matrix = _display_matrix(frame)
     joins = sum(starts for _, starts in flagged) if not state["corrupt_frames"] else 0
     return _Scan(tb_pts, labels, keys, key_dts, matrix, size, state["packets"], state["corrupt"] - joins,
-                 state["demux_error"], joins)
+                 state["demux_error"], joins,
+                 [bad or (label is not None and label == last_packet_pts[0]) for bad, label in zip(no_start, labels)])
 
 
 def _first_frame(container, stream):
@@ -752,7 +763,12 @@ def _decode_index(path, container, stream, scan: _Scan, tb: Fraction, autorotate
                 and len(set(labels)) == n)
     if seekable:
         key_positions = [0] + [i for i in range(1, n) if scan.keys[i]]
-        key_seek = [None] + [min(labels[i], scan.key_dts.get(labels[i], labels[i])) for i in key_positions[1:]]
+        # A keyframe that decodes only in part (the last one of a cut-off file) is concealed from the frames
+        # decoded before it: a read from it alone gives grey, a read from the keyframe before it differs from
+        # the CLI by a few levels (frame threads). Its seek point is None: decode from the start, as the CLI.
+        no_start = scan.no_start or [False] * n
+        key_seek = [None] + [None if no_start[i] else min(labels[i], scan.key_dts.get(labels[i], labels[i]))
+                             for i in key_positions[1:]]
     else:
         key_positions, key_seek = [0], [None]
     return FrameIndex(pts=list(labels) if seekable else None, num_frames=n, time_base=tb,
@@ -807,7 +823,9 @@ class PyAVDecoder:
         self._sequential = index.sequential  # decode mode may fall back to counting from the start
         self._labels: dict[int, int] = {}  # after a rebuild (see decode): frame pts -> position in the new index
         self._start_pos = 0  # position of the keyframe the live generator started from
-        self._reformatter = VideoReformatter()
+        self._reformatter = VideoReformatter()  # resized reads (size=...): swscale's bilinear, as before
+        self._cli_rgb = CliRGBConverter()  # native-size reads: the CLI's conversion, byte for byte
+        self._native = True  # the current read returns frames at the indexed size (size=None)
         self._gen = None  # live (position, frame) generator after the last seek
         self._peeked_key = None  # the live generator comes straight from peek()'s seek to this keyframe
         self._last = -1  # presentation position of the last frame the generator produced
@@ -824,11 +842,18 @@ class PyAVDecoder:
             return 0  # no timestamps: always count from the start
         return bisect.bisect_right(self._index.key_positions, position) - 1
 
+    def _from_start_needed(self, key_number: int) -> bool:
+        """A decode-mode keyframe that must be reached from the start (see ``FrameIndex.key_seek_ts``) while the
+        live generator started from a later keyframe than the first."""
+        index = self._index
+        return (index.mode == "decode" and key_number > 0 and index.key_seek_ts[key_number] is None
+                and self._start_pos not in (0, index.key_positions[key_number]))
+
     def _seek(self, key_number: int) -> None:
         index = self._index
         self._peeked_key = None
         self._start_pos = index.key_positions[key_number] if not self._sequential else 0
-        if index.mode == "decode" and (self._sequential or key_number == 0):
+        if index.mode == "decode" and (self._sequential or key_number == 0 or index.key_seek_ts[key_number] is None):
             # Decode mode counts the decoder's output from the very start, so it needs the state the index was
             # built with: a decoder that has seen nothing (a flushed one still knows e.g. earlier H.264 PPS).
             self._reopen()
@@ -962,6 +987,7 @@ class PyAVDecoder:
         Raises:
             VideoDecodeError: a wanted frame cannot be decoded (after a rebuild: its packet is damaged).
         """
+        self._native = size is None
         if self._index.mode == "pts":
             self._rejected = False
             try:
@@ -1040,7 +1066,8 @@ class PyAVDecoder:
             target = positions[t]
             key = self._key_number(target)
             behind = target <= self._last
-            past_key = not self._sequential and index.key_positions[key] > self._last + 1
+            past_key = not self._sequential and (index.key_positions[key] > self._last + 1
+                                                 or self._from_start_needed(key))
             if self._peeked_key is not None and self._gen is not None and self._peeked_key == max(0, key - retreat):
                 clean = True  # peek() made the seek this read needs
             elif self._gen is None or behind or past_key:
@@ -1070,7 +1097,7 @@ class PyAVDecoder:
                     return
                 target = positions[t]
                 key = self._key_number(target)
-                if not self._sequential and index.key_positions[key] > pos + 1:
+                if not self._sequential and (index.key_positions[key] > pos + 1 or self._from_start_needed(key)):
                     break  # the next wanted frame is past a keyframe we have not reached: seek there
             else:
                 self._gen = None  # end of stream
@@ -1084,8 +1111,12 @@ class PyAVDecoder:
             clean = False
 
     def _convert(self, frame, width, height, dest: np.ndarray) -> None:
-        rgb = self._reformatter.reformat(frame, width=width, height=height, format="rgb24", **_REFORMAT_KWARGS)
-        dest[...] = orient(rgb.to_ndarray(), self._index.transform)
+        if self._native:
+            rgb = self._cli_rgb.convert(frame, width, height)
+        else:
+            rgb = self._reformatter.reformat(frame, width=width, height=height, format="rgb24",
+                                             **_REFORMAT_KWARGS).to_ndarray()
+        dest[...] = orient(rgb, self._index.transform)
 
     def close(self) -> None:
         self._gen = None

@@ -131,7 +131,8 @@ class VideoReader:
                               stacklevel=2)
             else:
                 try:
-                    self._decoder = DecordDecoder(self.path, index, size=self._size, num_threads=num_threads)
+                    self._decoder = DecordDecoder(self.path, index, size=self._size, num_threads=num_threads,
+                                                  pix_fmt=stream.codec_context.pix_fmt)
                     self.backend = "decord"
                 except DecordMismatch as why:
                     warnings.warn(f"{self.path}: decord would not return exact frames here ({why}); using the "
