@@ -4,9 +4,11 @@
 Each kind in ``assets.CONFORMANCE_KINDS`` (the real-world containers of issue #12 plus kinds reported in the
 decord, torchvision, torchcodec and other trackers) is built with the ffmpeg CLI and read with every backend;
 ``len``, frame size, fps, duration, timestamps and the frames at sparse, dense, unordered and repeated indices are
-compared with ffmpeg's own decode. Frames are compared exactly: PyAV's swscale rgb24 conversion at the native
-size is the CLI's (checked bit for bit; the autorotation transpose is applied after conversion, which gives the
-same pixels because 4:2:0 chroma is replicated over 2x2 blocks). Without the ffmpeg CLI the suite is skipped.
+compared with ffmpeg's own decode. Frames are compared exactly: at the native size the reader converts as the
+CLI's auto-inserted scaler does (``seqvision/io/_convert.py``; the kinds where that differs from PyAV's plain
+``reformat`` are in ``test_conformance_pixels.py``; the autorotation transpose is applied after conversion, which
+gives the same pixels because 4:2:0 chroma is replicated over 2x2 blocks). Without the ffmpeg CLI the suite is
+skipped.
 """
 
 from __future__ import annotations
