@@ -479,6 +479,18 @@ def test_a_plain_mp4_on_standard_input_says_what_a_pipe_needs(ckpts, tmp_path):
     assert "error:" in lines[-1] and "writes its index (moov) last" in lines[-1], proc.stderr
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("url, hint", [("rstp://127.0.0.1:8554/live", "did you mean rtsp://?"), ("foo://bar", "")])
+def test_a_protocol_ffmpeg_does_not_have_is_a_bad_argument(ckpts, capsys, url, hint):
+    """URL typos were reopened 3 times, then exit 1 with ProtocolNotFoundError: no reconnect can find a protocol
+    FFmpeg lacks. Now one error line at once, exit 2, without reconnects or a summary."""
+    start = time.monotonic()
+    code, lines, err = cli(capsys, "stream", "--checkpoint", ckpts["classify"], url, "--backoff", "2")
+    last = [x for x in err.splitlines() if x.strip()][-1]
+    assert code == 2 and lines == [] and time.monotonic() - start < 2, (code, lines, err)  # backoff 2 s: none
+    assert "error:" in last and "no protocol" in last and hint in last, err
+
+
 def test_a_directory_and_a_follow_file_that_appears_late(videos, tmp_path):
     with pytest.raises(VideoDecodeError, match="is a directory"):
         FrameSource(tmp_path)

@@ -3,6 +3,7 @@ as they arrive, with bounded reconnects (exponential back-off) after stalls and 
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import stat
@@ -24,6 +25,8 @@ SourceKind = Literal["file", "growing", "url", "device", "pipe"]
 #: URL schemes that are live by nature: the far end sends frames in real time and a reconnect gets new ones
 LIVE_SCHEMES = frozenset({"udp", "rtp", "rtsp", "rtsps", "rtmp", "rtmps", "rtmpt", "rtmpe", "tcp", "srt", "rist",
                           "mmsh", "mmst", "zmq"})
+#: other URL schemes FFmpeg reads, for "did you mean" when a scheme is not one of its protocols
+COMMON_SCHEMES = frozenset({"http", "https", "file", "ftp", "hls", "sftp", "smb", "pipe"})
 #: ffmpeg's default -dts_delta_threshold (s): a forward timestamp jump beyond it is a discontinuity
 FORWARD_JUMP_S = 10.0
 #: frames after a backward timestamp jump that may still return to the timeline it left (damaged timestamps,
@@ -217,7 +220,8 @@ class FrameSource:
         VideoDecodeError: a file is missing, a directory, empty, not a video FFmpeg can open or has no video
             stream (the messages of ``seqvision classify``; a non-live URL or a pipe without a video stream too,
             or a pipe that cannot be opened or whose start cannot be read, such as a plain MP4 with its index
-            last: a pipe is read once and never reopened); a
+            last: a pipe is read once and never reopened); a URL whose scheme is no protocol of this FFmpeg
+            (``rstp://``: at once, never reconnected); a
             ``follow`` file that does not appear within ``timeout`` s or whose start cannot be read (the message
             says a growing file must be streamable); a file of which no packet decodes (more than 200 in a row,
             or none at all). Live sources: after the reconnects are spent, iteration ends with ``end_reason``
@@ -317,6 +321,15 @@ class FrameSource:
         _slice_threads(stream)
         return container, stream, tail
 
+    def _no_protocol(self) -> str:
+        scheme = self._scheme()
+        known = sorted(LIVE_SCHEMES | COMMON_SCHEMES)
+        swapped = [k for k in known if sorted(k) == sorted(scheme)]  # rstp: rtsp before difflib's closer rtp
+        close = swapped or difflib.get_close_matches(scheme, known, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}://?)" if close else ""
+        return (f"FFmpeg has no protocol {scheme!r}{hint}; `ffmpeg -protocols` lists the input protocols of "
+                f"this build")
+
     def _describe(self, exc: BaseException) -> str:
         if isinstance(exc, av.ExitError):  # FFmpeg's interrupt callback: the read timeout fired
             return f"no data for {self.timeout:g} s (the stream ended, stalled or was cut)"
@@ -397,6 +410,8 @@ class FrameSource:
                 failures += 1
                 self._end(f"source lost: {self._describe(exc)}", exc)
                 continue
+            except av.ProtocolNotFoundError:  # a typo (rstp://, foo://): no reconnect will find it
+                raise VideoDecodeError(self.source, self._no_protocol()) from None
             except (av.FFmpegError, OSError) as exc:
                 if not self.live or self.kind == "pipe":  # a reopened pipe would read on from where this one failed
                     raise VideoDecodeError(self.source, self._open_error(exc)) from None
