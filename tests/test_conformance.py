@@ -130,6 +130,8 @@ def test_cover_art_only_is_not_a_video(tmp_path):
     with pytest.raises(VideoDecodeError, match="attached picture") as err:
         VideoReader(song)
     assert str(song) in str(err.value)
+    # how to read it anyway, in the two places a stream is chosen (the CLI has no --stream flag)
+    assert "VideoReader(path, stream=" in str(err.value) and "data.stream: " in str(err.value)
 
 
 # -- MPEG-TS segments joined byte for byte (`cat a.ts b.ts`, as HLS players and recorders join them) ----------------

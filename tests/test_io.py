@@ -368,3 +368,21 @@ def test_display_rotation_is_applied_like_ffmpeg(tmp_path, degrees):
         assert shown.get_frames([5]).shape == (1, *want_hw, 3)
     with VideoReader(path, size=32, resize="short_side") as vr:  # resize applies to the displayed frame
         assert vr.get_frames([1]).shape[2:] == ((48, 32) if degrees % 180 else (32, 48))
+
+
+def test_indices_that_are_not_ints_are_refused(tmp_path):
+    path = assets.make_index_video(tmp_path / "ints.mp4", num_frames=4)
+    with VideoReader(path) as vr:
+        for bad in ([1.5], [0, 2.0], np.array([0.5]), torch.tensor([1.0]), [True]):
+            with pytest.raises(ArgumentError, match="indices: frame indices must be ints") as err:
+                vr.get_frames(bad)
+            assert err.value.argument == "indices"
+        assert vr.get_frames(np.array([3, 0], dtype=np.int64)).shape[0] == 2  # integer arrays stay fine
+        assert vr.get_frames(torch.tensor([1])).shape[0] == 1
+
+
+@pytest.mark.parametrize("url", ["http://example.com/clip.mp4", "rtsp://camera.local/stream"])
+def test_a_url_is_pointed_to_seqvision_stream(url):
+    with pytest.raises(VideoDecodeError, match="is a URL.*seqvision stream") as err:
+        VideoReader(url)
+    assert "does not exist" not in str(err.value)

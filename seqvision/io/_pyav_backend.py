@@ -68,6 +68,7 @@ _REFORMAT_KWARGS = {"threads": 1} if PYAV_VERSION >= (17,) else {}
 # order without decoding. Everything else is indexed by decoding unless its codec never reorders frames.
 PTS_FORMATS = ("mov", "mp4", "matroska", "webm", "ivf")
 PARSER_EXACT_CODECS = ("mpeg4", "mpeg1video", "mpeg2video")
+URL_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # http://, rtsp://, udp://, file://, ...
 PACKED_MARKER = re.compile(rb"DivX\d+(?:b|Build)\d+p")  # user data of a packed MPEG-4 bitstream
 NVOP_MAX_BYTES = 8
 # Raw elementary streams: no container index to seek with.
@@ -218,13 +219,18 @@ def choose_stream(path: str, container, stream: int | None = None):
     best = best if best is not None else videos[0]
     if _disposition(best) & AV_DISPOSITION_ATTACHED_PIC:
         raise VideoDecodeError(path, "its only video stream is an attached picture (cover art), not a video; "
-                                     f"pass stream={best.index} to read the image")
+                                     f"to read the image anyway, open it with VideoReader(path, "
+                                     f"stream={best.index}) (config: data.stream: {best.index})")
     return best
 
 
 def open_container(path: str, *, num_threads: int = 0, stream: int | None = None):
     """Open ``path`` and return ``(container, video_stream)``; every failure is a ``VideoDecodeError``."""
     if not os.path.exists(path):
+        if URL_PATTERN.match(path):
+            raise VideoDecodeError(path, "is a URL; VideoReader reads local files (it indexes the whole file on "
+                                         "open): read network and live streams with `seqvision stream URL`, or "
+                                         "download the file first")
         raise VideoDecodeError(path, "file does not exist")
     if os.path.isdir(path):
         raise VideoDecodeError(path, "is a directory, not a video file")

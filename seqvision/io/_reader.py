@@ -53,7 +53,8 @@ class VideoReader:
     timestamps, the decoder's own output order elsewhere).
 
     Raises:
-        VideoDecodeError: the file is missing, empty, not a video, has no video stream or no readable frames.
+        VideoDecodeError: the file is missing (a URL: the message points to ``seqvision stream``), empty, not a
+            video, has no video stream or no readable frames.
         ArgumentError: a bad option, named by ``argument`` (see :func:`check_reader_options`); below the config
             layer, so not spelled with ``data.*`` keys (``VideoDataset.from_config`` maps them).
 
@@ -233,7 +234,11 @@ class VideoReader:
             indices = indices.tolist()
         elif isinstance(indices, (int, np.integer)):
             raise TypeError("indices must be a sequence of ints, e.g. [i]")
-        out = [int(i) for i in indices]
+        out = []
+        for i in indices:
+            if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+                raise ArgumentError("indices", f"frame indices must be ints, got {i!r} ({type(i).__name__})")
+            out.append(int(i))
         n = self._index.num_frames
         for i in out:
             if not 0 <= i < n:
@@ -262,6 +267,7 @@ class VideoReader:
         Raises:
             VideoDecodeError: an index is out of range or a frame cannot be decoded (the message names it), or
                 the result would exceed ``max_bytes``.
+            ArgumentError: ``indices`` holds something other than ints (``1.5``, ``True``; argument ``"indices"``).
         """
         if self._decoder is None:
             raise VideoDecodeError(self.path, "the reader is closed")
