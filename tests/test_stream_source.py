@@ -491,6 +491,15 @@ def test_a_protocol_ffmpeg_does_not_have_is_a_bad_argument(ckpts, capsys, url, h
     assert "error:" in last and "no protocol" in last and hint in last, err
 
 
+def test_the_fps_note_comes_only_once_the_source_opened(ckpts, videos, capsys, tmp_path):
+    """stream printed its --fps advice (the tiny checkpoints record no pace) before a "no such file" error; now a
+    source that does not open gets the error alone, and one that opens the note once, before its first line."""
+    code, lines, err = cli(capsys, "stream", "--checkpoint", ckpts["classify"], tmp_path / "missing.mp4")
+    assert code == 2 and lines == [] and "note:" not in err and "no such file" in err, err
+    code, lines, err = cli(capsys, "stream", "--checkpoint", ckpts["classify"], videos["ts"], "--max-frames", "3")
+    assert code == 0 and len(lines) == 4 and err.count("does not record the pace") == 1, err
+
+
 def test_a_directory_and_a_follow_file_that_appears_late(videos, tmp_path):
     with pytest.raises(VideoDecodeError, match="is a directory"):
         FrameSource(tmp_path)

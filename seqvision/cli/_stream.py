@@ -281,29 +281,32 @@ def stream_command(args) -> int:
             or (args.window_frames is not None and args.window_frames < 1)):
         raise ArgumentError("--window/--window-frames", f"must be > 0 seconds / >= 1 frames, got "
                                                         f"{args.window}, {args.window_frames}")
+    idle = {} if args.idle_timeout is None else {"idle_timeout": args.idle_timeout}  # None: FrameSource's default
+    source = FrameSource(args.source, follow=args.follow, timeout=args.timeout, reconnects=args.reconnects,
+                         backoff=args.backoff, input_format=args.input_format, options=options, **idle)
     pred = OnlinePredictor.from_checkpoint(args.checkpoint, device=args.device, window=args.window,
                                            window_frames=args.window_frames, top_k=args.top_k)
     fps = args.fps if args.fps is not None else pred.training_fps  # explicit --fps always wins
+    notes = []  # printed with the first frame: advice about a source that does not open is noise
     if args.fps is None and fps is not None and pred.cfg.data.sampler != "fps":
         pace = pred.pace
-        print(f"seqvision stream: sampling at {fps:.1f} fps, the pace the model was trained at ("
-              f"{pace['num_frames']} frames per clip; median of {pace['clips']} training clips, quartiles "
-              f"{pace['q1']:.1f}-{pace['q3']:.1f}); --fps to change", file=sys.stderr)
+        notes.append(f"seqvision stream: sampling at {fps:.1f} fps, the pace the model was trained at ("
+                     f"{pace['num_frames']} frames per clip; median of {pace['clips']} training clips, quartiles "
+                     f"{pace['q1']:.1f}-{pace['q3']:.1f}); --fps to change")
     elif fps is None and pred.cfg.data.sampler != "all":
         # Trained on num_frames spread over each clip, but the checkpoint does not record its pace (raw video,
         # or a feature cache or seqvision that did not keep the clips' durations). Every frame is a faster pace
         # than it saw whenever the clips were longer (the demo's classifier: test accuracy 0.44 on every frame,
         # 0.94 at --fps 6, 0.93 offline).
-        print(f"seqvision stream: note: the model was trained on {pred.cfg.data.num_frames} frames spread over "
-              f"each clip (data.sampler={pred.cfg.data.sampler!r}) and its checkpoint does not record the pace "
-              f"(trained on raw video, or from a feature cache written before seqvision kept the clips' "
-              f"durations); the stream gives it every frame; pass --fps {pred.cfg.data.num_frames}/(typical "
-              "training clip length in s) so it sees motion at its training pace, or retrain", file=sys.stderr)
-    idle = {} if args.idle_timeout is None else {"idle_timeout": args.idle_timeout}  # None: FrameSource's default
-    source = FrameSource(args.source, follow=args.follow, timeout=args.timeout, reconnects=args.reconnects,
-                         backoff=args.backoff, input_format=args.input_format, options=options, **idle)
+        notes.append(f"seqvision stream: note: the model was trained on {pred.cfg.data.num_frames} frames spread "
+                     f"over each clip (data.sampler={pred.cfg.data.sampler!r}) and its checkpoint does not record "
+                     f"the pace (trained on raw video, or from a feature cache written before seqvision kept the "
+                     f"clips' durations); the stream gives it every frame; pass --fps {pred.cfg.data.num_frames}/"
+                     "(typical training clip length in s) so it sees motion at its training pace, or retrain")
 
     def emit(r: dict) -> None:
+        while notes:
+            print(notes.pop(0), file=sys.stderr, flush=True)
         print(_json_line(r), flush=True)
 
     summary, results = run_stream(source, pred, fps=fps, micro_batch=args.micro_batch, queue_size=args.queue,
