@@ -58,6 +58,16 @@ KINDS = {
                                                                                "-x264-params", "tff=1"]),
     "interlaced_mpeg2_mts": (".mts", ("mpeg2video",), _src() + ["-c:v", "mpeg2video", *_ILACE, "-top", "1",
                                                                 "-g", "12", "-f", "mpegts"]),
+    # other pixel formats (before: 4:2:2 10-bit max 112, odd 4:1:1 max 37, NV12 max 32 levels off; the rest exact)
+    "yuv422p10_h264_mkv": (".mkv", ("libx264",), _src() + _X264 + ["-pix_fmt", "yuv422p10le"]),
+    "yuv444p12_hevc_mkv": (".mkv", ("libx265",), _src() + ["-c:v", "libx265", "-pix_fmt", "yuv444p12le",
+                                                           "-x265-params", "log-level=error"]),
+    "odd_411_ffv1_mkv": (".mkv", ("ffv1",), _odd("97x61") + ["-c:v", "ffv1", "-pix_fmt", "yuv411p"]),
+    "nv12_rawvideo_avi": (".avi", ("rawvideo",), _src() + ["-c:v", "rawvideo", "-pix_fmt", "nv12"]),
+    "gbrp10_ffv1_mkv": (".mkv", ("ffv1",), _src() + ["-c:v", "ffv1", "-pix_fmt", "gbrp10le"]),
+    "odd_gray_ffv1_mkv": (".mkv", ("ffv1",), _odd("97x61") + ["-c:v", "ffv1", "-pix_fmt", "gray"]),
+    "pal8_gif": (".gif", ("gif",), _src()),
+    "rgb24_png_mov": (".mov", ("png",), _src() + ["-c:v", "png"]),
 }
 
 

@@ -1117,9 +1117,13 @@ class PyAVDecoder:
             clean = False
 
     def _convert(self, frame, width, height, dest: np.ndarray) -> None:
+        rgb = None
         if self._native:
-            rgb = self._cli_rgb.convert(frame, width, height)
-        else:
+            try:
+                rgb = self._cli_rgb.convert(frame, width, height)
+            except (av.error.FFmpegError, ValueError):
+                pass  # a frame the filter graph refuses (none seen): swscale directly rather than no frame
+        if rgb is None:
             rgb = self._reformatter.reformat(frame, width=width, height=height, format="rgb24",
                                              **_REFORMAT_KWARGS).to_ndarray()
         dest[...] = orient(rgb, self._index.transform)
