@@ -141,9 +141,10 @@ def test_size_change_mid_ts_is_scaled_as_the_cli_scales_it(ts_files, backend):
 def test_cut_off_keyframe_reads_as_the_cli_decodes_it(ts_files):
     """A fresh reader's read of a frame from the last, cut-off keyframe on decodes from the start (the decoder
     conceals the missing part from earlier frames), as sequential reading and the CLI do, instead of grey (before:
-    max 130, mean 111 levels off). The concealed frame itself is exact on almost every run; FFmpeg 8's
-    frame-threaded H.264 concealment is racy (about 1 run in 12 measured gives other concealed pixels), so it is
-    held to a mean of 2 levels; every other frame is exact."""
+    max 130, mean 111 levels off). The concealed frame itself is exact on most runs, but FFmpeg 8's frame-threaded
+    H.264 concealment is racy (measured: about 1 run in 12 off by under 2 levels on average with PyAV 18, 1 in 3
+    off by ~16 with PyAV 19), so frames from the cut keyframe on are held to a mean under 30 (grey: 111); every
+    frame before it is exact."""
     path = ts_files[1]
     ref = assets.ffmpeg_reference(path)
     n = ref.frames.shape[0]
@@ -160,4 +161,4 @@ def test_cut_off_keyframe_reads_as_the_cli_decodes_it(ts_files):
                 if i < last_key:
                     assert not diff.any(), f"{req}: frame {i} differs from ffmpeg's"
                 else:
-                    assert diff.mean() < 2, f"{req}: frame {i} is {diff.mean():.1f} levels off ffmpeg's on average"
+                    assert diff.mean() < 30, f"{req}: frame {i} is {diff.mean():.1f} levels off ffmpeg's on average"
