@@ -9,9 +9,11 @@ import torch
 __all__ = ["VideoMetadata", "FrameBatch", "SampledIndices", "VIDEO_EXTENSIONS"]
 
 # File name endings taken for videos when a folder is scanned (dataset folders, `seqvision classify DIR`); FFmpeg
-# opens any of them. MPEG-TS (.ts, .m2ts, .mts) is what cameras, DVB and HLS segments write.
+# opens any of them. MPEG-TS (.ts, .m2ts, .mts) is what cameras, DVB and HLS segments write; .vob is DVD's MPEG-2
+# program stream; .y4m raw frames; .ivf VP8/VP9/AV1; .ogv Theora; the rest raw elementary streams (README's
+# conformance table: .h264/.264, .hevc/.265, .m1v/.m2v).
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts",
-                    ".m2ts", ".mts")
+                    ".m2ts", ".mts", ".vob", ".y4m", ".ivf", ".ogv", ".h264", ".264", ".hevc", ".265", ".m1v", ".m2v")
 
 
 @dataclass(frozen=True)
