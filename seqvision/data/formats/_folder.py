@@ -2,7 +2,8 @@
 
 Classes are the sorted folder names; videos are files with an ending in ``seqvision.io.VIDEO_EXTENSIONS``
 (any case: .mp4, .avi, .mkv, .ts, .y4m, ...). When the top-level folders are split names (train,
-val/valid/validation, test) they give the split; otherwise a seeded split stratified by class uses ``data.val_fraction`` and ``data.test_fraction``.
+val/valid/validation, test) they give the split; otherwise a seeded split stratified by class uses
+``data.val_fraction`` and ``data.test_fraction``.
 """
 
 from __future__ import annotations
