@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
+import subprocess
 import warnings
 
 import av
@@ -386,3 +388,24 @@ def test_a_url_is_pointed_to_seqvision_stream(url):
     with pytest.raises(VideoDecodeError, match="is a URL.*seqvision stream") as err:
         VideoReader(url)
     assert "does not exist" not in str(err.value)
+
+
+@pytest.mark.skipif(shutil.which(assets.FFMPEG) is None, reason="the ffmpeg command-line tool is not installed")
+def test_empty_packets_are_no_frames_as_the_cli_skips_them(tmp_path):
+    """Ogg Theora marks a dropped frame (a repeat of the one before) with a zero-size packet that has a
+    timestamp. The reader listed 10 frames where the ffmpeg CLI decodes 8, and sending the empty packet drained
+    the decoder so the next read failed ("frame 5 could not be decoded"; a new-user trial's short .ogv)."""
+    if "libtheora" not in assets.ffmpeg_encoders():
+        pytest.skip("the ffmpeg CLI has no libtheora encoder")
+    path = tmp_path / "short.ogv"
+    subprocess.run([assets.FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-t",
+                    "0.4", "-c:v", "libtheora", str(path)], check=True)
+    with av.open(str(path)) as c:
+        empty = sum(1 for p in c.demux(c.streams.video[0]) if p.size == 0 and p.pts is not None)
+    assert empty > 0, "the encoder wrote no empty packet: this file does not exercise the case"
+    ref = assets.ffmpeg_reference(path).frames  # (N, H, W, 3) uint8
+    with VideoReader(path, dimension_order="NHWC") as vr:
+        assert len(vr) == len(ref)
+        assert np.array_equal(vr.get_frames(list(range(len(ref)))).numpy(), ref)
+        last = len(ref) - 1
+        assert np.array_equal(vr.get_frames([last, 2]).numpy(), ref[[last, 2]])

@@ -368,6 +368,13 @@ def _is_flush(packet) -> bool:
     return packet.size == 0 and packet.pts is None and packet.dts is None
 
 
+def _is_empty(packet) -> bool:
+    """A zero-size packet that carries a timestamp: no picture (Ogg Theora's dropped frame, a repeat of the one
+    before). The ffmpeg CLI skips such packets (nothing is output for them); sent to a decoder, an empty packet
+    means "drain", after which it refuses every further packet."""
+    return packet.size == 0 and not _is_flush(packet)
+
+
 def decode_from_start(container, stream, on_error=None):
     """Yield every frame the decoder outputs, in output order, feeding every packet of ``stream`` from the
     container's current position and flushing at the end: what the FFmpeg CLI decodes (corrupt packets are
@@ -383,6 +390,8 @@ def decode_from_start(container, stream, on_error=None):
             if on_error is not None:
                 on_error("demux", exc)
             packet = None
+        if packet is not None and _is_empty(packet):
+            continue
         if packet is None or _is_flush(packet):
             flushed = True
             packet = None
@@ -447,7 +456,7 @@ def _scan(container, stream) -> _Scan:
 
     def counted():
         for packet in packets:
-            if not _is_flush(packet):
+            if packet.size:
                 state["packets"] += 1
                 dts, before = packet.dts, packet_dts[0]
                 restarts = (packet.is_keyframe and dts is not None and before is not None and gap is not None
@@ -620,7 +629,7 @@ def build_index(path: str, container, stream, *, autorotate: bool = True, reopen
         first_is_key = None
         try:
             for packet in container.demux(stream):
-                if _is_flush(packet):
+                if packet.size == 0:  # the end-of-stream flush, or an empty packet (no picture: _is_empty)
                     continue
                 if first_is_key is None:
                     first_is_key = bool(packet.is_keyframe)
@@ -917,6 +926,8 @@ class PyAVDecoder:
             return
         try:
             for packet in self._container.demux(stream):
+                if _is_empty(packet):
+                    continue  # no picture; sent, it would drain the decoder
                 if packet.is_corrupt and self._index.dropped_packets:
                     # left out of the index (a cut-off packet); feeding it only makes the decoder error out, and
                     # FFmpeg 7's frame threads then lose the frame before it
