@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import math
 import os
 import shutil
 import signal
@@ -27,6 +28,7 @@ from seqvision.cli import main
 from seqvision.io import VideoReader, sample_indices
 from seqvision.models import ClipClassifier, FrameLabeler, SequenceEncoder
 from seqvision.stream import FrameSource, NotStreamableError, OnlinePredictor, plot_timeline, run_stream
+from seqvision.stream._source import RateSampler
 from seqvision.train import load_model
 from stream_checkpoints import free_port, json_lines_until_signal, offline_features, tiny_checkpoints
 
@@ -172,6 +174,16 @@ def test_fps_after_a_timestamp_gap_resumes_on_the_grid_without_a_burst(ckpts, tm
     after = [i for i in kept if i >= 30]
     assert after[:3] == [30, 33, 35] and len(after) == 8  # grid 2.4 .. 3.8 s (last frame 3.92 s): 5 fps, not ~14
     assert summary.sampled == len(kept) and summary.decoded == 50
+
+
+@pytest.mark.parametrize("value", [math.inf, math.nan, 0.0, -1.0])
+def test_non_finite_rates_and_windows_are_refused_up_front(ckpts, value):
+    """RateSampler(inf) had a step of 0 s (ZeroDivisionError at the first frame: stream --fps inf in a new-user
+    trial) and a window of inf s put every frame in window 0; both are ValueErrors naming the value now."""
+    with pytest.raises(ValueError, match="fps must be > 0 and finite"):
+        RateSampler(value)
+    with pytest.raises(ValueError, match="window must be > 0 seconds and finite"):
+        OnlinePredictor.from_checkpoint(ckpts["classify"], window=value)
 
 
 def test_step_accepts_arrays_and_reset_starts_a_new_clip(ckpts):

@@ -145,7 +145,7 @@ class OnlinePredictor:
 
     Raises:
         NotStreamableError: the model needs the whole clip (a bidirectional encoder for classify / frames).
-        ValueError: ``window`` not > 0, ``window_frames`` not >= 1, or both given; a step without ``time_s``
+        ValueError: ``window`` not > 0 and finite, ``window_frames`` not >= 1, or both given; a step without ``time_s``
             when ``window`` (seconds) is set.
 
     Example:
@@ -168,8 +168,8 @@ class OnlinePredictor:
         self.device = next(self.model.parameters()).device
         if window is not None and window_frames is not None:
             raise ValueError(f"give window (seconds) or window_frames, not both; got {window}, {window_frames}")
-        if window is not None and not float(window) > 0:
-            raise ValueError(f"window must be > 0 seconds, got {window}")
+        if window is not None and not 0 < float(window) < math.inf:
+            raise ValueError(f"window must be > 0 seconds and finite, got {window}")
         if window_frames is not None and int(window_frames) < 1:
             raise ValueError(f"window_frames must be >= 1, got {window_frames}")
         self.window = float(window) if window is not None else None  # seconds of stream time

@@ -67,7 +67,7 @@ class RateSampler:
         fps: frames per second of stream time to keep (> 0).
 
     Raises:
-        ValueError: ``fps`` is not > 0.
+        ValueError: ``fps`` is not > 0 and finite.
 
     Example:
         >>> keep = RateSampler(5.0)
@@ -76,8 +76,8 @@ class RateSampler:
     """
 
     def __init__(self, fps: float):
-        if not fps > 0:
-            raise ValueError(f"fps must be > 0, got {fps}")
+        if not 0 < fps < math.inf:
+            raise ValueError(f"fps must be > 0 and finite, got {fps}")
         self.step = 1.0 / fps  # s between grid times
         self.start: float | None = None  # grid origin: the first frame's time (s)
         self.next_time: float | None = None  # the next grid time a frame must reach to be kept (s)
