@@ -230,9 +230,9 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
                         "sampled at, recorded in the checkpoint; else every frame)")
     win = p.add_mutually_exclusive_group()
     win.add_argument("--window", type=window_seconds, default=None, metavar="SECONDS",
-                     help="windows of this many seconds (>= 0.001) of stream time, cut as `classify --window` cuts a video: "
-                          "clip models restart their running label, captioners write a caption (default: never / "
-                          "2 x data.num_frames frames)")
+                     help="windows of this many seconds (>= 0.001) of stream time, cut as `classify --window` "
+                          "cuts a video: clip models restart their running label, captioners write a caption "
+                          "(default: never / 2 x data.num_frames frames)")
     win.add_argument("--window-frames", type=positive_int, default=None, metavar="N",
                      help="windows of N frames instead (what --window meant before it took seconds)")
     p.add_argument("--micro-batch", type=positive_int, default=1, help="frames per CNN call when frames queue up")
