@@ -287,3 +287,21 @@ def test_timeline_png_for_several_videos_writes_one_png_per_video_beside_it(setu
     assert out.returncode == 0, out.stderr
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(["clip_timeline.png",
                                                                              f"{second.stem}_timeline.png"])
+
+
+def test_a_stride_too_short_for_one_of_several_videos_fails_that_video(setup, tmp_path):
+    """A stride shorter than a video's frame interval is a usage error for one video (exit 2, above); among
+    several it fails that video in the results and the others are labelled (it stopped the whole run after the
+    earlier videos had printed: a new-user trial's follow-up)."""
+    ck, clean, _, _ = setup
+    slow = tmp_path / "slow.mp4"  # 5 fps: a 0.1 s stride is shorter than its 0.2 s frame interval
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=5:duration=4",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", str(slow)], check=True, timeout=60)
+    out = run_cli("classify", "--checkpoint", str(ck["classify"]), str(clean), str(slow), "--window", "1",
+                  "--stride", "0.1", "--json")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    rows = [json.loads(x) for x in out.stdout.splitlines()]
+    assert any(r["path"] == str(clean) and "label" in r for r in rows)
+    failed = [r for r in rows if "error" in r]
+    assert [r["path"] for r in failed] == [str(slow)] and failed[0]["error_type"] == "ArgumentError"
+    assert "frame interval" in failed[0]["error"]

@@ -28,7 +28,7 @@ from ..errors import ConfigError, SeqVisionError
 from ..features import FrameEncoder, extract_features, list_encoders
 from ..io import VIDEO_EXTENSIONS, VideoReader
 from ..runtime import select_device
-from ._stream import check_window_args, export_command, stream_command, window_command
+from ._stream import check_window_args, export_command, shown, stream_command, window_command
 
 # Not imported here: seqvision.train (and ._predict, ._demo, which import it) pulls matplotlib and pycocoevalcap,
 # about +0.4 s on top of the rest; only train / eval / predict / inspect / demo pay for it (marked ``lazy:``).
@@ -208,14 +208,6 @@ def collect_videos(inputs: list[str]) -> FolderScan:
         else:
             scan.missing.append((item, "no such file or folder"))
     return scan
-
-
-def shown(path) -> str:
-    """``path`` for a line of text output: as it is, or Python-quoted with escapes (``'new\\nline.mp4'``) when
-    it holds a newline, a tab or another unprintable character (or bytes that are not UTF-8), so one result stays
-    one line."""
-    text = str(path)
-    return text if text.isprintable() else repr(text)
 
 
 def skipped_notes(scan: FolderScan, *, show: int = 5) -> list[str]:

@@ -161,6 +161,14 @@ def check_input_options(options: dict[str, str]) -> None:
                                         "`ffmpeg -h protocol=NAME` list the real ones)")
 
 
+def shown(path) -> str:
+    """``path`` for a line of text output: as it is, or Python-quoted with escapes (``'new\\nline.mp4'``) when
+    it holds a newline, a tab or another unprintable character (or bytes that are not UTF-8), so one result stays
+    one line."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
 def _number(kind, low: float, *, strict: bool):
     """An argparse ``type`` for numbers ``> low`` (``strict``) or ``>= low``: a bad value is one ``error:`` line
     (exit 2) naming the option, before anything runs."""
@@ -463,14 +471,17 @@ def window_command(args, videos, problems) -> int:
                     print(_json_line({"path": str(video), **w}), flush=True)
                 else:
                     what = w.get("label") or w.get("caption") or " ".join(w.get("frame_labels", []))
-                    print(f"{video} [{w['start']:.2f}-{w['end']:.2f} s]: {what}", flush=True)
+                    print(f"{shown(video)} [{w['start']:.2f}-{w['end']:.2f} s]: {what}", flush=True)
         except StopIteration as stop:
             labels = stop.value
             report.add([], loaded=1)
-        except ValueError as exc:  # a stride shorter than this video's frame interval: a bad argument
+        except ValueError as exc:  # a stride shorter than this video's frame interval
             if isinstance(exc, SeqVisionError):
                 raise
-            raise ArgumentError("--window/--stride", str(exc)) from None
+            if len(videos) + len(problems) == 1:  # the one input: a bad argument
+                raise ArgumentError("--window/--stride", str(exc)) from None
+            fail(str(video), str(exc), "ArgumentError")  # among several: this video fails, the others go on
+            continue
         except SeqVisionError as exc:  # one bad video does not stop the others
             message = exc.reason if isinstance(exc, VideoDecodeError) else str(exc)
             fail(str(video), message, type(exc).__name__)
@@ -492,7 +503,7 @@ def window_command(args, videos, problems) -> int:
             print(f"timeline: {png}", file=sys.stderr)
     if not args.json:
         for p, e in failed:
-            print(f"{p}: FAILED: {e}")
+            print(f"{shown(p)}: FAILED: {e}")
         if failed:
             print(f"{len(failed)} of {len(videos) + len(problems)} inputs failed", file=sys.stderr)
     return 1 if failed else 0
