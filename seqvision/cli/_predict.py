@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,6 @@ from tqdm.auto import tqdm
 from ..config import Config
 from ..data import ErrorReport, VideoDataset, VideoRecord, collate, worker_context
 from ..errors import SeqVisionError, VideoDecodeError
-from ..io import VideoReader
 from ..models import inspect
 from ..report import frame_strip, plot_attention, plot_gates
 from ..runtime import select_device
@@ -116,18 +114,6 @@ def clip_frames(batch, row: int, count: int) -> list[int]:
     return [int(i) for i in batch["frame_indices"][row][:count]]
 
 
-def frame_times(video, frames: list[int], data_cfg) -> list[float]:
-    """Seconds from the video's first frame to each of ``frames`` (0-based frame indices), from the reader's
-    index of the stream ``data_cfg`` decodes (a player's clock, unless another stream of the file starts earlier).
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # the dataset's open of the same file has said it already
-        with VideoReader(video, stream=None if data_cfg.stream < 0 else data_cfg.stream,
-                         autorotate=data_cfg.autorotate) as reader:
-            first = reader.pts_seconds([0])[0]
-            return [round(t - first, 6) for t in reader.pts_seconds(frames)]
-
-
 @dataclass
 class InspectResult:
     """What :func:`inspect_clip` made for one video.
@@ -166,7 +152,7 @@ def inspect_clip(checkpoint, video, *, out="inspect_out", device: str = "cpu") -
     written: list[Path] = []
     L = int(batch["lengths"][0])
     frames = clip_frames(batch, 0, L)  # (L,) video frame index of each step
-    times = frame_times(video, frames, pred.cfg.data)
+    times = [float(t) for t in batch["frame_times"][0][:L]]  # s from the video's first frame
     written.append(frame_strip(batch["video"][0][:L], out / "frames.png", indices=frames, times=times))
     for i, layer in enumerate(ins.layers):
         arrays = dict(layer.gates)

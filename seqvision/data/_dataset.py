@@ -32,8 +32,9 @@ class VideoDataset(Dataset):
     """Decoded clips of a list of :class:`VideoRecord`, as sample dicts (see ``docs/DESIGN.md``).
 
     Each item is ``{"video": uint8 (T, C, H, W), "length": int, "label": int | None, "frame_labels": long (T,),
-    "captions": list[str], "path": str, "id": str, "index": int, "frame_indices": list[int], "video_fps": float
-    | None, "clip_seconds": float | None}`` (the decoded video frames; the video's frame rate in Hz and the
+    "captions": list[str], "path": str, "id": str, "index": int, "frame_indices": list[int], "frame_times":
+    list[float], "video_fps": float | None, "clip_seconds": float | None}`` (the decoded video frames and their
+    times in seconds from the video's first frame, from the reader's index; the video's frame rate in Hz and the
     duration of the window sampled from, its frames / ``video_fps`` in seconds, None when the file gives no
     rate: what the training pace is computed from). ``length`` counts the real frames; under
     ``short_policy="repeat"`` the clip is padded to ``num_frames`` by repeating its last frame and
@@ -200,6 +201,8 @@ class VideoDataset(Dataset):
             sampled = self._sample(count, video_fps, sample_seed)
             indices = [first + i for i in sampled.indices]
             video = reader.get_frames(indices)  # (T, C, H, W) uint8
+            first = reader.pts_seconds([0])[0]
+            times = [round(t - first, 6) for t in reader.pts_seconds(indices)]  # s from the video's first frame
         length = sampled.length
 
         frame_labels = torch.full((len(indices),), IGNORE_INDEX, dtype=torch.long)  # (T,)
@@ -219,7 +222,7 @@ class VideoDataset(Dataset):
                     video = plain(self.transform(as_video(video)))
         return {"video": video, "length": length, "label": record.label, "frame_labels": frame_labels,
                 "captions": list(record.captions), "path": record.path, "id": record.id, "index": index,
-                "frame_indices": indices, "video_fps": video_fps if video_fps > 0 else None,
+                "frame_indices": indices, "frame_times": times, "video_fps": video_fps if video_fps > 0 else None,
                 "clip_seconds": count / video_fps if video_fps > 0 else None}
 
     def __repr__(self) -> str:
